@@ -1,0 +1,71 @@
+"""Domain errors of the persistence layer; each message names the id or key it is about.
+
+Activities map them to non-retryable Temporal failures by class name: retrying cannot fix any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class PersistenceError(Exception):
+    """Base of the repository's domain errors."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild from the constructor arguments, not from the formatted message, when pickled.
+        return (type(self), self._init_args)
+
+    _init_args: tuple[Any, ...] = ()
+
+
+class NotFoundError(PersistenceError, LookupError):
+    """Something the operation needs does not exist."""
+
+
+class EnrollmentNotFound(NotFoundError):
+    def __init__(self, enrollment_id: str) -> None:
+        super().__init__(f"enrollment {enrollment_id!r} not found")
+        self.enrollment_id = enrollment_id
+        self._init_args = (enrollment_id,)
+
+
+class ProductNotFound(NotFoundError):
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"product {product_id!r} not found")
+        self.product_id = product_id
+        self._init_args = (product_id,)
+
+
+class OrderNotFound(NotFoundError):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id!r} not found")
+        self.order_id = order_id
+        self._init_args = (order_id,)
+
+
+class ConflictError(PersistenceError, ValueError):
+    """A retry-safe operation was called again with different data under the same key."""
+
+
+class EnrollmentConflict(ConflictError):
+    def __init__(self, enrollment_id: str, fields: Sequence[str]) -> None:
+        super().__init__(
+            f"enrollment {enrollment_id!r} already exists with different terms ({', '.join(fields)} differ)"
+        )
+        self.enrollment_id = enrollment_id
+        self.fields = tuple(fields)
+        self._init_args = (enrollment_id, self.fields)
+
+
+class UsageConflict(ConflictError):
+    def __init__(self, enrollment_id: str, idempotency_key: str, recorded_units: int, units: int) -> None:
+        super().__init__(
+            f"usage {idempotency_key!r} of enrollment {enrollment_id!r} was recorded with {recorded_units} units, "
+            f"not {units}"
+        )
+        self.enrollment_id = enrollment_id
+        self.idempotency_key = idempotency_key
+        self.recorded_units = recorded_units
+        self.units = units
+        self._init_args = (enrollment_id, idempotency_key, recorded_units, units)

@@ -1,0 +1,192 @@
+"""SQLAlchemy tables of the enrollment store (typed declarative models, internal to the persistence layer).
+
+The repository turns these rows into the pydantic domain models; nothing outside ``activities.persistence``
+should handle them. ``migrations/versions`` must create exactly this schema (a test compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID_LENGTH = 128
+KEY_LENGTH = 255
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    Values are converted to UTC on the way in (naive ones are rejected, since their zone is a guess) and
+    come back aware in UTC. SQLite keeps no offset, so storing UTC only also keeps its text ordering right.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored: pass a timezone-aware value")
+        utc = value.astimezone(UTC)
+        # SQLite stores the text without an offset; a naive UTC value avoids driver-specific formatting.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a constraint naming convention, so migrations can refer to names."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _json(*, nullable: bool) -> Any:
+    # none_as_null: a missing address is SQL NULL, not the JSON literal 'null'.
+    return mapped_column(JSON(none_as_null=True), nullable=nullable)
+
+
+class ProductRow(Base):
+    __tablename__ = "products"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    plan: Mapped[dict[str, Any] | None] = _json(nullable=True)
+    title: Mapped[str | None] = mapped_column(String(256))
+    price_amount: Mapped[int | None] = mapped_column(BigInteger)
+    price_currency: Mapped[str | None] = mapped_column(String(3))
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EnrollmentRow(Base):
+    __tablename__ = "enrollments"
+    # (status, id) serves both status filters and keyset paging by id within a status.
+    __table_args__ = (Index(None, "status", "id"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    configuration: Mapped[list[dict[str, Any]]] = _json(nullable=False)
+    status: Mapped[str] = mapped_column(String(16))
+    pause_reason: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str] = mapped_column(String(64))
+    country_code: Mapped[str | None] = mapped_column(String(2))
+    currency_code: Mapped[str | None] = mapped_column(String(3))
+    billing_address: Mapped[dict[str, Any] | None] = _json(nullable=True)
+    contact: Mapped[dict[str, Any] | None] = _json(nullable=True)
+    payment: Mapped[dict[str, Any] | None] = _json(nullable=True)
+    delivery: Mapped[dict[str, Any] | None] = _json(nullable=True)
+    meta: Mapped[dict[str, Any]] = _json(nullable=False)
+    origin_order_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
+    adapter_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    anchor: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    # One order per period: a retried "create the order" finds the first one instead of billing twice.
+    __table_args__ = (UniqueConstraint("enrollment_id", "period_start"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"))
+    period_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    period_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    context: Mapped[dict[str, Any]] = _json(nullable=False)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    positions: Mapped[list[OrderPositionRow]] = relationship(
+        order_by="OrderPositionRow.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class OrderPositionRow(Base):
+    __tablename__ = "order_positions"
+    __table_args__ = (UniqueConstraint("order_id", "position"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    product_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    original_product_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    quantity: Mapped[int] = mapped_column(Integer)
+    configuration: Mapped[list[dict[str, Any]]] = _json(nullable=False)
+
+
+class PeriodRow(Base):
+    __tablename__ = "enrollment_periods"
+    # Keyed by start: a retried "advance" finds the period it already made.
+    __table_args__ = (UniqueConstraint("enrollment_id", "start"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"))
+    start: Mapped[datetime] = mapped_column(UtcDateTime)
+    end: Mapped[datetime] = mapped_column(UtcDateTime)
+    is_trial: Mapped[bool] = mapped_column(Boolean)
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
+
+
+class UsageRecordRow(Base):
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "idempotency_key"),
+        Index(None, "enrollment_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    units: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EnrollmentLogRow(Base):
+    __tablename__ = "enrollment_log"
+    # The event key makes a retried status change or note a no-op.
+    __table_args__ = (UniqueConstraint("enrollment_id", "event_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"))
+    event_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    info: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,271 @@
+"""The client library services use to drive enrollments through Temporal.
+
+Commands go to the enrollment's workflow as updates, so the caller learns at once whether the enrollment
+accepted them (an invalid transition raises :class:`EnrollmentCommandRejected` with the reason). An unknown
+enrollment raises :class:`EnrollmentNotFound`, never a raw RPC error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.persistence import EnrollmentRepository, create_engine, enrollment_number, session_factory
+from adapters.domain import EnrollmentStatus, EnrollmentTerms, OrderStatus
+from adapters.lifecycle import (
+    EnrollmentView,
+    ErrorType,
+    MessageName,
+    OrderStatusChange,
+    PauseRequest,
+    ResumeRequest,
+    TerminateRequest,
+    workflow_id_for,
+)
+from starter.settings import Settings
+from starter.worker import connect
+from workflows.enrollment import EnrollmentWorkflow
+from workflows.enrollment_state import EnrollmentWorkflowInput
+from workflows.search_attributes import ENROLLMENT_PRODUCT_ID, ENROLLMENT_STATUS, ENROLLMENT_USER_ID
+
+T = TypeVar("T")
+
+
+class EnrollmentClientError(Exception):
+    """Base of the errors this client raises; the message is meant for the caller."""
+
+
+class EnrollmentNotFound(EnrollmentClientError, LookupError):
+    def __init__(self, enrollment_id: str) -> None:
+        super().__init__(f"enrollment {enrollment_id!r} not found")
+        self.enrollment_id = enrollment_id
+
+
+class OrderNotFound(EnrollmentClientError, LookupError):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id!r} not found")
+        self.order_id = order_id
+
+
+class EnrollmentCommandRejected(EnrollmentClientError, ValueError):
+    """The enrollment refused a command (invalid transition, bad registration, …)."""
+
+    def __init__(self, message: str, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def _aware(name: str, value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _rejection(error: WorkflowUpdateFailedError) -> EnrollmentCommandRejected:
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        return EnrollmentCommandRejected(cause.message, cause.type)
+    return EnrollmentCommandRejected(str(cause or error))
+
+
+class EnrollmentsClient:
+    """Typed access to enrollments for services: create, command, query."""
+
+    def __init__(self, client: Client, *, task_queue: str = "enrollments", database_url: str | None = None) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self._database_url = database_url
+        self._engine: AsyncEngine | None = None
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> EnrollmentsClient:
+        """A client for the Temporal cluster and database named by ``settings`` (default: environment)."""
+        settings = settings or Settings()
+        return cls(await connect(settings), task_queue=settings.task_queue, database_url=settings.database_url)
+
+    def _handle(self, enrollment_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(workflow_id_for(enrollment_id))
+
+    async def create_enrollment(
+        self,
+        *,
+        product_id: str,
+        user_id: str,
+        quantity: int = 1,
+        configuration: list[dict[str, str]] | None = None,
+        timezone: str = "UTC",
+        start: datetime | None = None,
+        enrollment_id: str | None = None,
+        **terms: Any,
+    ) -> str:
+        """Create an enrollment and wait until it is registered; returns its id.
+
+        Idempotent for a caller-given ``enrollment_id``: the same id with the same terms returns the same
+        enrollment; with other terms it raises :class:`EnrollmentCommandRejected` (``EnrollmentConflict``).
+        ``terms`` takes the other :class:`EnrollmentTerms` fields (billing address, contact, …).
+        """
+        validated = EnrollmentTerms.model_validate(
+            {
+                "product_id": product_id,
+                "user_id": user_id,
+                "quantity": quantity,
+                "configuration": configuration or [],
+                "timezone": timezone,
+                **terms,
+            }
+        )
+        anchor = _aware("start", start) if start is not None else None
+        identifier = enrollment_id or uuid.uuid4().hex
+        workflow_input = EnrollmentWorkflowInput(enrollment_id=identifier, terms=validated, start=anchor)
+        operation = WithStartWorkflowOperation(
+            EnrollmentWorkflow.run,
+            workflow_input,
+            id=workflow_id_for(identifier),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(ENROLLMENT_STATUS, str(EnrollmentStatus.INITIAL)),
+                    SearchAttributePair(ENROLLMENT_PRODUCT_ID, validated.product_id),
+                    SearchAttributePair(ENROLLMENT_USER_ID, validated.user_id),
+                ]
+            ),
+            static_summary=f"{enrollment_number(identifier)} · {validated.product_id} · {validated.user_id}",
+        )
+        try:
+            view = await self.client.execute_update_with_start_workflow(
+                MessageName.REGISTRATION_UPDATE, start_workflow_operation=operation, result_type=EnrollmentView
+            )
+        except WorkflowUpdateFailedError as error:
+            raise _rejection(error) from None
+        if view.model_dump(include=set(EnrollmentTerms.model_fields)) != validated.model_dump():
+            raise EnrollmentCommandRejected(
+                f"enrollment {identifier!r} already exists with different terms", ErrorType.ENROLLMENT_CONFLICT
+            )
+        return identifier
+
+    async def _command(self, enrollment_id: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except WorkflowUpdateFailedError as error:
+            raise _rejection(error) from None
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                await self._raise_if_missing(enrollment_id)
+                raise EnrollmentCommandRejected(
+                    f"enrollment {enrollment_id!r} is closed (TERMINATED); it accepts no commands",
+                    ErrorType.INVALID_TRANSITION,
+                ) from None
+            raise
+
+    async def _raise_if_missing(self, enrollment_id: str) -> None:
+        try:
+            await self._handle(enrollment_id).query(MessageName.STATE_QUERY, result_type=EnrollmentView)
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                raise EnrollmentNotFound(enrollment_id) from None
+            raise
+
+    async def pause(
+        self, enrollment_id: str, *, reason: str | None = None, at_period_end: bool = False
+    ) -> EnrollmentView:
+        request = PauseRequest(reason=reason, at_period_end=at_period_end)
+        handle = self._handle(enrollment_id)
+        return await self._command(
+            enrollment_id, handle.execute_update(MessageName.PAUSE_UPDATE, request, result_type=EnrollmentView)
+        )
+
+    async def resume(self, enrollment_id: str, *, reason: str | None = None) -> EnrollmentView:
+        request = ResumeRequest(reason=reason)
+        handle = self._handle(enrollment_id)
+        return await self._command(
+            enrollment_id, handle.execute_update(MessageName.RESUME_UPDATE, request, result_type=EnrollmentView)
+        )
+
+    async def terminate(
+        self,
+        enrollment_id: str,
+        *,
+        reason: str | None = None,
+        at_period_end: bool = False,
+        immediately: bool = False,
+    ) -> EnrollmentView:
+        request = TerminateRequest(reason=reason, at_period_end=at_period_end, immediately=immediately)
+        handle = self._handle(enrollment_id)
+        return await self._command(
+            enrollment_id, handle.execute_update(MessageName.TERMINATE_UPDATE, request, result_type=EnrollmentView)
+        )
+
+    async def order_status_changed(
+        self, order_id: str, status: OrderStatus | str, *, enrollment_id: str | None = None
+    ) -> EnrollmentView:
+        """Tell an order's enrollment that the order changed status (e.g. paid → CONFIRMED).
+
+        Without ``enrollment_id`` the order's enrollment is looked up in the database.
+        """
+        change = OrderStatusChange(order_id=order_id, status=OrderStatus(status))
+        owner = enrollment_id or await self._enrollment_of_order(order_id)
+        handle = self._handle(owner)
+        return await self._command(
+            owner, handle.execute_update(MessageName.ORDER_STATUS_UPDATE, change, result_type=EnrollmentView)
+        )
+
+    async def _enrollment_of_order(self, order_id: str) -> str:
+        if self._database_url is None:
+            raise ValueError("order_status_changed needs enrollment_id when the client has no database_url")
+        if self._engine is None:
+            self._engine = create_engine(self._database_url)
+        order = await EnrollmentRepository(session_factory(self._engine)).get_order(order_id)
+        if order is None or order.enrollment_id is None:
+            raise OrderNotFound(order_id)
+        return order.enrollment_id
+
+    async def _query(self, enrollment_id: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                raise EnrollmentNotFound(enrollment_id) from None
+            raise
+        except WorkflowQueryFailedError as error:
+            raise EnrollmentCommandRejected(str(error)) from None
+
+    async def is_valid_for_activation(self, enrollment_id: str, at: datetime | None = None) -> bool:
+        """Whether the enrollment grants access at ``at`` (default: the caller's clock, now)."""
+        moment = _aware("at", at) if at is not None else datetime.now(UTC)
+        handle = self._handle(enrollment_id)
+        return await self._query(enrollment_id, handle.query(MessageName.ACCESS_QUERY, moment, result_type=bool))
+
+    async def get_enrollment(self, enrollment_id: str) -> EnrollmentView:
+        """The enrollment's full state as its workflow sees it."""
+        handle = self._handle(enrollment_id)
+        return await self._query(enrollment_id, handle.query(MessageName.STATE_QUERY, result_type=EnrollmentView))
+
+    async def catch_up(self, enrollment_id: str) -> None:
+        """Ask the enrollment to re-check its due periods now."""
+        handle = self._handle(enrollment_id)
+        await self._query(enrollment_id, handle.signal(MessageName.CATCH_UP_SIGNAL))
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()

@@ -1,0 +1,760 @@
+"""The repository on real PostgreSQL and SQLite: idempotency, races, constraints, paging, numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from activities.persistence import (
+    CREATED_EVENT,
+    EnrollmentConflict,
+    EnrollmentNotFound,
+    EnrollmentRepository,
+    OrderNotFound,
+    ProductNotFound,
+    UsageConflict,
+    create_engine,
+    enrollment_number,
+    normalize_database_url,
+    normalize_number,
+    order_number,
+    session_factory,
+)
+from activities.persistence.database import is_sqlite
+from activities.persistence.models import EnrollmentLogRow, EnrollmentRow, OrderRow, PeriodRow, UsageRecordRow
+from activities.persistence.numbers import CROCKFORD_ALPHABET, candidate_number, candidate_numbers
+from adapters.domain import (
+    Address,
+    BillingInterval,
+    ConfigurationEntry,
+    Contact,
+    EnrollmentStatus,
+    EnrollmentTerms,
+    OrderConfiguration,
+    OrderPosition,
+    OrderStatus,
+    PauseReason,
+    PeriodWindow,
+    Product,
+    ProductPlan,
+    ProductType,
+    ProviderRef,
+    UsageCalculationType,
+)
+
+T0 = datetime(2024, 1, 31, 9, 0, tzinfo=UTC)
+NOW = datetime(2024, 1, 31, 9, 0, 5, tzinfo=UTC)
+PRODUCT = Product(
+    id="plan-monthly",
+    title="Monthly plan",
+    plan=ProductPlan(billing_interval=BillingInterval.MONTHS),
+    price_amount=990,
+    price_currency="CHF",
+)
+NUMBER_PATTERN = re.compile(rf"^[EO]-[{CROCKFORD_ALPHABET}]{{8}}$")
+
+
+def terms(**changes: object) -> EnrollmentTerms:
+    base = EnrollmentTerms(
+        user_id="user-1",
+        product_id=PRODUCT.id,
+        quantity=2,
+        configuration=[ConfigurationEntry(key="seat", value="A1")],
+        timezone="Europe/Zurich",
+        country_code="CH",
+        currency_code="CHF",
+        billing_address=Address(first_name="Ada", city="Zürich", country_code="CH"),
+        contact=Contact(email_address="ada@example.com"),
+        payment=ProviderRef(provider_id="invoice", context={"terms": 30, "nested": {"a": [1, 2.5, None]}}),
+        delivery=ProviderRef(provider_id="email"),
+        meta={"campaign": "spring", "score": 0.1},
+        origin_order_id="checkout-1",
+    )
+    return base.model_copy(update=changes)
+
+
+def window(start_hours: int, end_hours: int, *, trial: bool = False) -> PeriodWindow:
+    return PeriodWindow(start=T0 + timedelta(hours=start_hours), end=T0 + timedelta(hours=end_hours), is_trial=trial)
+
+
+def order_for(period: PeriodWindow, quantity: int = 2) -> OrderConfiguration:
+    return OrderConfiguration(
+        period=period,
+        order_context={"reason": "period start"},
+        order_position_templates=[
+            OrderPosition(
+                product_id=PRODUCT.id,
+                original_product_id=PRODUCT.id,
+                quantity=quantity,
+                configuration=[ConfigurationEntry(key="seat", value="A1")],
+            ),
+            OrderPosition(product_id="addon", original_product_id=PRODUCT.id, quantity=1),
+        ],
+    )
+
+
+async def enroll(repository: EnrollmentRepository, enrollment_id: str = "enr-1", **changes: object):
+    await repository.upsert_product(PRODUCT, now=NOW)
+    return await repository.create_enrollment(
+        enrollment_id,
+        terms(**changes),
+        anchor=T0,
+        adapter_key="shop.unchained.enrollments.licensed",
+        now=NOW,
+        status=EnrollmentStatus.ACTIVE,
+    )
+
+
+def second_repository(database_url: str):
+    """A repository on its own engine, so two calls really use two connections."""
+    engine = create_engine(database_url)
+    return engine, EnrollmentRepository(session_factory(engine))
+
+
+# URLs, engines and numbers (no database needed)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u:p@h:5432/db", "postgresql+asyncpg://u:p@h:5432/db"),
+        ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("sqlite:///./data/x.db", "sqlite+aiosqlite:///./data/x.db"),
+        ("sqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+    ],
+)
+def test_normalize_database_url(url: str, expected: str) -> None:
+    assert normalize_database_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "postgresql+psycopg2://u@h/db", "not a url"])
+def test_normalize_database_url_rejects_other_schemes(url: str) -> None:
+    with pytest.raises(ValueError, match=r"mysql|postgresql\+psycopg2|not a database URL"):
+        normalize_database_url(url)
+
+
+def test_unsupported_scheme_is_named() -> None:
+    with pytest.raises(ValueError, match="'mysql'"):
+        normalize_database_url("mysql://root:secret@db/shop")
+
+
+def test_in_memory_sqlite_is_refused() -> None:
+    with pytest.raises(ValueError, match="in-memory SQLite"):
+        create_engine("sqlite:///:memory:")
+
+
+async def test_sqlite_engine_creates_directory_and_sets_pragmas(tmp_path) -> None:
+    path = tmp_path / "nested" / "dir" / "enrollments.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        async with engine.connect() as connection:
+            foreign_keys = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar()
+            journal = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+            busy = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+    finally:
+        await engine.dispose()
+    assert path.parent.is_dir()
+    assert (foreign_keys, journal, busy) == (1, "wal", 30_000)
+    assert is_sqlite(f"sqlite:///{path}") and not is_sqlite("postgresql://h/db")
+
+
+def test_numbers_are_stable_short_and_distinct() -> None:
+    assert enrollment_number("enr-1") == enrollment_number("enr-1")
+    assert NUMBER_PATTERN.match(enrollment_number("enr-1"))
+    assert NUMBER_PATTERN.match(order_number("ord-1"))
+    assert enrollment_number("enr-1").startswith("E-") and order_number("ord-1").startswith("O-")
+    numbers = {enrollment_number(f"enr-{index}") for index in range(5_000)}
+    assert len(numbers) == 5_000
+    candidates = list(candidate_numbers("E-", "enr-1"))
+    assert candidates[0] == enrollment_number("enr-1") and len(set(candidates)) == len(candidates)
+    assert [len(candidate) - 2 for candidate in candidates[:4]] == [8, 8, 8, 8]
+    assert len(candidates[-1]) > len(candidates[0])
+    with pytest.raises(ValueError):
+        candidate_number("E-", "enr-1", -1)
+
+
+def test_normalize_number() -> None:
+    number = enrollment_number("enr-1")
+    assert normalize_number(f" {number.lower()} ") == number
+    assert normalize_number("e-0123-4567") == "E-01234567"
+    assert normalize_number("o-oi1l2345") == "O-01112345"
+    for text in ("X-01234567", "E-0123", "E-0123456U", "E01234567"):
+        with pytest.raises(ValueError, match="not an enrollment"):
+            normalize_number(text)
+
+
+def test_errors_name_their_subject_and_pickle() -> None:
+    errors = [
+        EnrollmentNotFound("enr-9"),
+        ProductNotFound("p-9"),
+        OrderNotFound("o-9"),
+        EnrollmentConflict("enr-9", ["quantity", "meta"]),
+        UsageConflict("enr-9", "key-9", 3, 4),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert "9" in str(error)
+    assert "quantity, meta" in str(errors[3]) and "'key-9'" in str(errors[4])
+    assert isinstance(errors[0], LookupError) and isinstance(errors[3], ValueError)
+
+
+# Products
+
+
+async def test_products_roundtrip(repository: EnrollmentRepository) -> None:
+    assert await repository.get_product(PRODUCT.id) is None
+    assert await repository.upsert_product(PRODUCT, now=NOW) == PRODUCT
+    metered = Product(
+        id="a-metered",
+        plan=ProductPlan(usage_calculation_type=UsageCalculationType.METERED, billing_interval=BillingInterval.DAYS),
+    )
+    simple = Product(id="z-simple", type=ProductType.SIMPLE_PRODUCT)
+    await repository.upsert_product(metered, now=NOW)
+    await repository.upsert_product(simple, now=NOW)
+    changed = PRODUCT.model_copy(update={"title": "Renamed", "price_amount": None})
+    assert await repository.upsert_product(changed, now=NOW + timedelta(days=1)) == changed
+    assert await repository.get_product(PRODUCT.id) == changed
+    assert await repository.list_products() == [metered, changed, simple]
+
+
+async def test_delete_product(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    spare = Product(id="spare", plan=ProductPlan(billing_interval=BillingInterval.YEARS))
+    await repository.upsert_product(spare, now=NOW)
+    await repository.delete_product("spare")
+    assert await repository.get_product("spare") is None
+    with pytest.raises(ValueError, match="'plan-monthly' cannot be deleted: enrollment 'enr-1'"):
+        await repository.delete_product(PRODUCT.id)
+    with pytest.raises(ProductNotFound, match="'spare'"):
+        await repository.delete_product("spare")
+
+
+# Enrollments
+
+
+async def test_create_enrollment_snapshot(repository: EnrollmentRepository) -> None:
+    zurich = timezone(timedelta(hours=1))
+    await repository.upsert_product(PRODUCT, now=NOW)
+    created = await repository.create_enrollment(
+        "enr-1",
+        terms(),
+        anchor=T0.astimezone(zurich),
+        adapter_key="shop.unchained.enrollments.licensed",
+        now=NOW.astimezone(zurich),
+    )
+    assert created == await repository.get_enrollment("enr-1")
+    assert created.model_dump(include=set(EnrollmentTerms.model_fields)) == terms().model_dump()
+    assert created.number == enrollment_number("enr-1")
+    assert created.status is EnrollmentStatus.INITIAL and created.pause_reason is None
+    assert (created.anchor, created.created, created.updated, created.expires) == (T0, NOW, NOW, None)
+    assert created.periods == []
+    assert [(entry.status, entry.at) for entry in created.log] == [(EnrollmentStatus.INITIAL, NOW)]
+    assert created.number is not None and created.number in created.log[0].info
+    assert await repository.enrollment_exists("enr-1") and not await repository.enrollment_exists("enr-2")
+    assert await repository.get_enrollment("enr-2") is None
+    assert await repository.get_enrollment_by_number(created.number) == created
+
+
+async def test_create_enrollment_is_idempotent(repository: EnrollmentRepository) -> None:
+    first = await enroll(repository)
+    again = await repository.create_enrollment(
+        "enr-1", terms(), anchor=T0 + timedelta(days=1), adapter_key="other", now=NOW + timedelta(hours=1)
+    )
+    assert again == first
+    assert again.number == first.number and len(again.log) == 1 and again.status is EnrollmentStatus.ACTIVE
+
+
+async def test_create_enrollment_conflict_names_fields(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    with pytest.raises(EnrollmentConflict, match=r"'enr-1'.*quantity, meta"):
+        await repository.create_enrollment(
+            "enr-1", terms(quantity=3, meta={"other": True}), anchor=T0, adapter_key="k", now=NOW
+        )
+
+
+async def test_create_enrollment_checks_product(repository: EnrollmentRepository) -> None:
+    with pytest.raises(ProductNotFound, match="'plan-monthly'"):
+        await repository.create_enrollment("enr-1", terms(), anchor=T0, adapter_key="k", now=NOW)
+    await repository.upsert_product(Product(id="simple", type=ProductType.SIMPLE_PRODUCT), now=NOW)
+    with pytest.raises(ValueError, match="'simple' is not a PLAN_PRODUCT"):
+        await repository.create_enrollment("enr-1", terms(product_id="simple"), anchor=T0, adapter_key="k", now=NOW)
+    assert not await repository.enrollment_exists("enr-1")
+
+
+async def test_create_enrollment_rejects_bad_input(repository: EnrollmentRepository) -> None:
+    await repository.upsert_product(PRODUCT, now=NOW)
+    with pytest.raises(ValueError, match="INITIAL or ACTIVE"):
+        await repository.create_enrollment(
+            "enr-1", terms(), anchor=T0, adapter_key="k", now=NOW, status=EnrollmentStatus.PAUSED
+        )
+    with pytest.raises(ValueError, match="anchor must be timezone-aware"):
+        await repository.create_enrollment("enr-1", terms(), anchor=T0.replace(tzinfo=None), adapter_key="k", now=NOW)
+    with pytest.raises(ValueError, match="enrollment_id"):
+        await repository.create_enrollment("x" * 129, terms(), anchor=T0, adapter_key="k", now=NOW)
+
+
+async def test_concurrent_create_makes_one_enrollment(repository: EnrollmentRepository, database_url: str) -> None:
+    await repository.upsert_product(PRODUCT, now=NOW)
+    engine, other = second_repository(database_url)
+    try:
+        results = await asyncio.gather(
+            *(
+                target.create_enrollment(f"enr-{index}", terms(), anchor=T0, adapter_key="k", now=NOW)
+                for index in range(5)
+                for target in (repository, other)
+            )
+        )
+    finally:
+        await engine.dispose()
+    for index in range(5):
+        first, second = results[2 * index], results[2 * index + 1]
+        assert first == second and first.number == enrollment_number(f"enr-{index}")
+    assert len(await repository.list_enrollments(limit=100)) == 5
+
+
+async def test_number_collision_takes_next_candidate(
+    repository: EnrollmentRepository, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await enroll(repository, "enr-a")
+    async with sessions() as session, session.begin():
+        # Make enr-a hold the number enr-b would get first.
+        await session.execute(
+            update(EnrollmentRow).where(EnrollmentRow.id == "enr-a").values(number=enrollment_number("enr-b"))
+        )
+    created = await enroll(repository, "enr-b")
+    assert created.number == enrollment_number("enr-b", 1)
+    assert (await enroll(repository, "enr-b")).number == created.number
+
+
+# Periods and orders
+
+
+async def test_add_period_with_order_is_idempotent(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    period = window(0, 24)
+    stored, order = await repository.add_period("enr-1", period, order_for(period), now=NOW)
+    assert order is not None
+    assert (stored.start, stored.end, stored.is_trial) == (period.start, period.end, False)
+    assert (stored.order_id, stored.order_status) == (order.id, OrderStatus.PENDING)
+    assert NUMBER_PATTERN.match(order.number) and order.number == order_number(order.id)
+    assert (order.enrollment_id, order.period_start, order.period_end) == ("enr-1", period.start, period.end)
+    assert order.positions == order_for(period).order_position_templates
+    assert order.context == {"reason": "period start"} and order.created == NOW
+
+    later = NOW + timedelta(minutes=5)
+    assert await repository.add_period("enr-1", period, order_for(period), now=later) == (stored, order)
+    assert await repository.list_orders("enr-1") == [order]
+    assert await repository.get_order(order.id) == order
+    snapshot = await repository.get_enrollment("enr-1")
+    assert snapshot is not None and snapshot.periods == [stored] and snapshot.updated == NOW
+
+
+async def test_trial_period_without_order(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    trial = window(0, 24, trial=True)
+    stored, order = await repository.add_period("enr-1", trial, None, now=NOW)
+    assert order is None and stored.is_trial and stored.order_id is None and stored.order_status is None
+    assert await repository.add_period("enr-1", trial, None, now=NOW) == (stored, None)
+    assert await repository.list_orders("enr-1") == []
+
+
+async def test_concurrent_add_period_makes_one_period_and_one_order(
+    repository: EnrollmentRepository, database_url: str
+) -> None:
+    await enroll(repository)
+    engine, other = second_repository(database_url)
+    try:
+        for index in range(5):
+            period = window(24 * index, 24 * (index + 1))
+            first, second = await asyncio.gather(
+                repository.add_period("enr-1", period, order_for(period), now=NOW),
+                other.add_period("enr-1", period, order_for(period), now=NOW),
+            )
+            assert first == second and first[1] is not None
+    finally:
+        await engine.dispose()
+    snapshot = await repository.get_enrollment("enr-1")
+    assert snapshot is not None and len(snapshot.periods) == 5
+    orders = await repository.list_orders("enr-1")
+    assert len(orders) == 5 and [period.order_id for period in snapshot.periods] == [order.id for order in orders]
+
+
+async def test_add_period_losing_a_race_rolls_back_and_returns_the_winner(
+    repository: EnrollmentRepository, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await enroll(repository)
+    period = window(0, 24)
+    async with sessions() as session, session.begin():
+        # Another writer has inserted the period but not committed yet.
+        await session.execute(
+            insert(PeriodRow).values(enrollment_id="enr-1", start=period.start, end=period.end, is_trial=False)
+        )
+        racing = asyncio.create_task(repository.add_period("enr-1", period, order_for(period), now=NOW))
+        await asyncio.sleep(0.3)
+        assert not racing.done()
+    stored, order = await racing
+    # The loser's order went with its rolled-back transaction: the winner's period has none.
+    assert (stored.start, stored.order_id, order) == (period.start, None, None)
+    assert await repository.list_orders("enr-1") == []
+
+
+async def test_overlapping_period_is_refused(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    await repository.add_period("enr-1", window(0, 10), None, now=NOW)
+    first = r"\[2024-01-31T09:00:00\+00:00, 2024-01-31T19:00:00\+00:00\)"
+    with pytest.raises(ValueError, match=rf"period \[2024-01-31T14:00:00\+00:00, .*\) overlaps period {first}"):
+        await repository.add_period("enr-1", window(5, 15), None, now=NOW)
+    with pytest.raises(ValueError, match=rf"conflicts with the stored period {first}"):
+        await repository.add_period("enr-1", window(0, 12), None, now=NOW)
+    with pytest.raises(ValueError, match="overlaps"):
+        await repository.add_period("enr-1", window(-5, 1), None, now=NOW)
+    await repository.add_period("enr-1", window(10, 20), None, now=NOW)
+    await repository.add_period("enr-1", window(-10, 0), None, now=NOW)
+    snapshot = await repository.get_enrollment("enr-1")
+    assert snapshot is not None
+    assert [period.start for period in snapshot.periods] == [window(h, h + 1).start for h in (-10, 0, 10)]
+
+
+async def test_add_period_checks_enrollment_and_order_window(repository: EnrollmentRepository) -> None:
+    with pytest.raises(EnrollmentNotFound, match="'enr-1'"):
+        await repository.add_period("enr-1", window(0, 10), None, now=NOW)
+    await enroll(repository)
+    with pytest.raises(ValueError, match="does not bill period"):
+        await repository.add_period("enr-1", window(0, 10), order_for(window(0, 11)), now=NOW)
+    with pytest.raises(ValueError, match="now must be timezone-aware"):
+        await repository.add_period("enr-1", window(0, 10), None, now=NOW.replace(tzinfo=None))
+    await repository.add_period("enr-1", window(0, 10), None, now=NOW)
+    await repository.change_status("enr-1", EnrollmentStatus.TERMINATED, event_key="t", at=NOW, info="bye")
+    with pytest.raises(ValueError, match="TERMINATED: it gets no new periods"):
+        await repository.add_period("enr-1", window(10, 20), None, now=NOW)
+    # A retry of the period made before termination still answers.
+    assert (await repository.add_period("enr-1", window(0, 10), None, now=NOW))[0].start == T0
+
+
+async def test_attach_order_in_arrears(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    period = window(0, 24)
+    await repository.add_period("enr-1", period, None, now=NOW)
+    later = NOW + timedelta(days=1)
+    order = await repository.attach_order("enr-1", period.start, order_for(period, quantity=7), now=later)
+    assert order.positions[0].quantity == 7 and order.period_start == period.start
+    assert await repository.attach_order("enr-1", period.start, order_for(period, quantity=9), now=later) == order
+    snapshot = await repository.get_enrollment("enr-1")
+    assert snapshot is not None and snapshot.updated == later
+    assert (snapshot.periods[0].order_id, snapshot.periods[0].order_status) == (order.id, OrderStatus.PENDING)
+    assert (await repository.add_period("enr-1", period, None, now=later))[1] == order
+    with pytest.raises(ValueError, match="has no period starting at"):
+        await repository.attach_order("enr-1", window(24, 48).start, order_for(window(24, 48)), now=later)
+    with pytest.raises(ValueError, match="does not bill period"):
+        await repository.attach_order("enr-1", period.start, order_for(window(0, 25)), now=later)
+
+
+async def test_order_status(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    period = window(0, 24)
+    _, order = await repository.add_period("enr-1", period, order_for(period), now=NOW)
+    assert order is not None
+    paid = await repository.set_order_status(order.id, OrderStatus.CONFIRMED, now=NOW + timedelta(hours=1))
+    assert paid.status is OrderStatus.CONFIRMED and paid.model_copy(update={"status": order.status}) == order
+    assert await repository.get_order(order.id) == paid
+    snapshot = await repository.get_enrollment("enr-1")
+    assert snapshot is not None and snapshot.periods[0].order_status is OrderStatus.CONFIRMED
+    with pytest.raises(OrderNotFound, match="'nope'"):
+        await repository.set_order_status("nope", OrderStatus.CONFIRMED, now=NOW)
+    assert await repository.get_order("nope") is None
+
+
+# Status and log
+
+
+async def test_change_status_is_idempotent_on_event_key(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    at = NOW + timedelta(days=1)
+    paused = await repository.change_status(
+        "enr-1", EnrollmentStatus.PAUSED, event_key="pause-1", at=at, info="customer", pause_reason=PauseReason.MANUAL
+    )
+    assert (paused.status, paused.pause_reason, paused.updated) == (EnrollmentStatus.PAUSED, PauseReason.MANUAL, at)
+    again = await repository.change_status(
+        "enr-1", EnrollmentStatus.ACTIVE, event_key="pause-1", at=at + timedelta(hours=1), info="retry"
+    )
+    assert again == paused and len(again.log) == 2
+
+    resume_at = at + timedelta(days=3)
+    resumed = await repository.change_status(
+        "enr-1", EnrollmentStatus.ACTIVE, event_key="resume-1", at=resume_at, info="back", anchor=resume_at
+    )
+    assert (resumed.status, resumed.pause_reason, resumed.anchor) == (EnrollmentStatus.ACTIVE, None, resume_at)
+    assert resumed.expires is None
+    overdue = await repository.change_status(
+        "enr-1", EnrollmentStatus.PAUSED, event_key="overdue-1", at=resume_at, info="unpaid",
+        pause_reason=PauseReason.OVERDUE,
+    )  # fmt: skip
+    assert overdue.pause_reason is PauseReason.OVERDUE and overdue.anchor == resume_at
+    assert [entry.status for entry in overdue.log] == [
+        EnrollmentStatus.ACTIVE,
+        EnrollmentStatus.PAUSED,
+        EnrollmentStatus.ACTIVE,
+        EnrollmentStatus.PAUSED,
+    ]
+    with pytest.raises(ValueError, match="needs a pause_reason"):
+        await repository.change_status("enr-1", EnrollmentStatus.PAUSED, event_key="p2", at=at, info="")
+    with pytest.raises(EnrollmentNotFound):
+        await repository.change_status("enr-x", EnrollmentStatus.ACTIVE, event_key="a", at=at, info="")
+
+
+async def test_terminated_is_final(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    end = T0 + timedelta(days=29)
+    terminated = await repository.change_status(
+        "enr-1", EnrollmentStatus.TERMINATED, event_key="terminate", at=NOW, info="cancelled", expires=end
+    )
+    assert (terminated.status, terminated.expires) == (EnrollmentStatus.TERMINATED, end)
+    for status in (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED, EnrollmentStatus.INITIAL):
+        with pytest.raises(ValueError, match=rf"'enr-1' is TERMINATED, which is final: it cannot become {status}"):
+            await repository.change_status(
+                "enr-1", status, event_key=f"to-{status}", at=NOW, info="", pause_reason=PauseReason.MANUAL
+            )
+    # The retried termination is a no-op; a later correction of the expiry is allowed.
+    assert (
+        await repository.change_status(
+            "enr-1", EnrollmentStatus.TERMINATED, event_key="terminate", at=NOW, info="cancelled", expires=end
+        )
+        == terminated
+    )
+    fixed = await repository.change_status(
+        "enr-1", EnrollmentStatus.TERMINATED, event_key="terminate-now", at=NOW, info="now", expires=NOW
+    )
+    assert fixed.expires == NOW and fixed.status is EnrollmentStatus.TERMINATED
+
+
+async def test_log_order_and_idempotency(repository: EnrollmentRepository) -> None:
+    await enroll(repository)
+    # Entries are kept in the order they were written, whatever their timestamps.
+    await repository.append_log("enr-1", event_key="b", at=NOW + timedelta(hours=2), info="second")
+    await repository.append_log("enr-1", event_key="a", at=NOW + timedelta(hours=1), info="third")
+    await repository.append_log("enr-1", event_key="b", at=NOW, info="duplicate")
+    await repository.change_status(
+        "enr-1", EnrollmentStatus.PAUSED, event_key="c", at=NOW, info="fourth", pause_reason=PauseReason.MANUAL
+    )
+    await repository.append_log("enr-1", event_key="d", at=NOW, info="fifth")
+    snapshot = await repository.get_enrollment("enr-1")
+    assert snapshot is not None
+    assert [entry.info.split(":")[0] for entry in snapshot.log][1:] == ["second", "third", "fourth", "fifth"]
+    assert snapshot.log[0].info.startswith("created")
+    assert [entry.status for entry in snapshot.log] == [EnrollmentStatus.ACTIVE] * 3 + [EnrollmentStatus.PAUSED] * 2
+    with pytest.raises(EnrollmentNotFound):
+        await repository.append_log("enr-x", event_key="x", at=NOW, info="")
+    with pytest.raises(ValueError, match="event_key"):
+        await repository.append_log("enr-1", event_key="", at=NOW, info="")
+    assert CREATED_EVENT == "created"
+
+
+# Usage
+
+
+async def test_usage_is_idempotent_and_summed_over_half_open_windows(
+    repository: EnrollmentRepository, database_url: str
+) -> None:
+    await enroll(repository)
+    assert await repository.record_usage("enr-1", 5, "u-0", T0, now=NOW) is True
+    assert await repository.record_usage("enr-1", 5, "u-0", T0 + timedelta(hours=3), now=NOW) is False
+    with pytest.raises(UsageConflict, match="'u-0' of enrollment 'enr-1' was recorded with 5 units, not 6"):
+        await repository.record_usage("enr-1", 6, "u-0", T0, now=NOW)
+    assert await repository.record_usage("enr-1", 7, "u-1", T0 + timedelta(hours=1), now=NOW)
+    assert await repository.record_usage("enr-1", 0, "u-2", T0 + timedelta(hours=2), now=NOW)
+    assert await repository.record_usage("enr-1", 11, "u-3", T0 + timedelta(hours=2), now=NOW)
+
+    engine, other = second_repository(database_url)
+    try:
+        results = await asyncio.gather(
+            repository.record_usage("enr-1", 100, "u-4", T0 + timedelta(hours=5), now=NOW),
+            other.record_usage("enr-1", 100, "u-4", T0 + timedelta(hours=5), now=NOW),
+        )
+    finally:
+        await engine.dispose()
+    assert sorted(results) == [False, True]
+
+    async def units(start: int, end: int) -> int:
+        return await repository.usage_units("enr-1", T0 + timedelta(hours=start), T0 + timedelta(hours=end))
+
+    assert await units(0, 2) == 12  # 09:00 and 10:00; 11:00 is the (excluded) end
+    assert await units(2, 3) == 11
+    assert await units(0, 6) == 123
+    assert await units(1, 1) == 0 and await units(6, 100) == 0
+    assert await repository.usage_units("enr-x", T0, T0 + timedelta(days=1)) == 0
+    # Another zone, the same instants.
+    plus_two = timezone(timedelta(hours=2))
+    assert (
+        await repository.usage_units("enr-1", T0.astimezone(plus_two), (T0 + timedelta(hours=2)).astimezone(plus_two))
+        == 12
+    )
+
+
+async def test_usage_rejects_bad_input(repository: EnrollmentRepository) -> None:
+    with pytest.raises(EnrollmentNotFound):
+        await repository.record_usage("enr-1", 1, "k", T0, now=NOW)
+    await enroll(repository)
+    with pytest.raises(ValueError, match=">= 0"):
+        await repository.record_usage("enr-1", -1, "k", T0, now=NOW)
+    with pytest.raises(ValueError, match="idempotency_key"):
+        await repository.record_usage("enr-1", 1, "", T0, now=NOW)
+    with pytest.raises(ValueError, match="at must be timezone-aware"):
+        await repository.record_usage("enr-1", 1, "k", T0.replace(tzinfo=None), now=NOW)
+
+
+# Listing and paging
+
+
+async def test_page_through_120_enrollments(repository: EnrollmentRepository) -> None:
+    await repository.upsert_product(PRODUCT, now=NOW)
+    expected: list[str] = []
+    for index in range(160):
+        enrollment_id = f"enr-{index:04d}"
+        slot = index % 8
+        initial = slot == 0
+        await repository.create_enrollment(
+            enrollment_id,
+            terms(),
+            anchor=T0,
+            adapter_key="k",
+            now=NOW,
+            status=EnrollmentStatus.INITIAL if initial else EnrollmentStatus.ACTIVE,
+        )
+        if slot in (1, 5):
+            await repository.change_status(
+                enrollment_id, EnrollmentStatus.PAUSED, event_key="s", at=NOW, info="", pause_reason=PauseReason.OVERDUE
+            )
+        elif slot == 4:
+            await repository.change_status(enrollment_id, EnrollmentStatus.TERMINATED, event_key="s", at=NOW, info="")
+        if not initial and slot != 4:
+            expected.append(enrollment_id)
+    assert len(expected) == 120
+
+    pages: list[list[str]] = []
+    after: str | None = None
+    while True:
+        page = await repository.page_enrollments(
+            [EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED], after_id=after, limit=50
+        )
+        if not page:
+            break
+        pages.append([enrollment.id for enrollment in page])
+        after = page[-1].id
+    assert [len(page) for page in pages] == [50, 50, 20]
+    assert [enrollment_id for page in pages for enrollment_id in page] == expected
+    paused = await repository.page_enrollments([EnrollmentStatus.PAUSED], after_id=None, limit=500)
+    assert len(paused) == 40 and all(enrollment.pause_reason is PauseReason.OVERDUE for enrollment in paused)
+    assert await repository.page_enrollments([], after_id=None, limit=10) == []
+    with pytest.raises(ValueError, match="limit"):
+        await repository.page_enrollments([EnrollmentStatus.ACTIVE], after_id=None, limit=0)
+
+
+async def test_page_snapshots_carry_periods(repository: EnrollmentRepository) -> None:
+    await enroll(repository, "enr-1")
+    await enroll(repository, "enr-2")
+    period = window(0, 24)
+    _, order = await repository.add_period("enr-2", period, order_for(period), now=NOW)
+    first, second = await repository.page_enrollments([EnrollmentStatus.ACTIVE], after_id=None, limit=10)
+    full = await repository.get_enrollment("enr-2")
+    assert full is not None and order is not None
+    assert first.periods == [] and second.periods == full.periods and second.periods[0].order_id == order.id
+    assert second.log == [] and second.model_copy(update={"log": full.log}) == full
+
+
+async def test_list_enrollments_filters(repository: EnrollmentRepository) -> None:
+    await enroll(repository, "enr-1")
+    await enroll(repository, "enr-2", user_id="user-2")
+    other = Product(id="plan-yearly", plan=ProductPlan(billing_interval=BillingInterval.YEARS))
+    await repository.upsert_product(other, now=NOW)
+    await repository.create_enrollment("enr-3", terms(product_id=other.id), anchor=T0, adapter_key="k", now=NOW)
+
+    async def ids(**filters: object) -> list[str]:
+        return [enrollment.id for enrollment in await repository.list_enrollments(**filters)]  # type: ignore[arg-type]
+
+    assert await ids() == ["enr-1", "enr-2", "enr-3"]
+    assert await ids(status=EnrollmentStatus.INITIAL) == ["enr-3"]
+    assert await ids(product_id=PRODUCT.id) == ["enr-1", "enr-2"]
+    assert await ids(user_id="user-2") == ["enr-2"]
+    assert await ids(user_id="user-1", status=EnrollmentStatus.ACTIVE) == ["enr-1"]
+    assert await ids(offset=1, limit=1) == ["enr-2"]
+    assert await ids(offset=5) == []
+    with pytest.raises(ValueError, match="offset"):
+        await repository.list_enrollments(offset=-1)
+
+
+# The constraints themselves, below the repository
+
+
+async def test_unique_constraints_reject_raw_duplicates(
+    repository: EnrollmentRepository, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await enroll(repository)
+    period = window(0, 24)
+    _, order = await repository.add_period("enr-1", period, order_for(period), now=NOW)
+    assert order is not None
+    duplicates = [
+        insert(PeriodRow).values(enrollment_id="enr-1", start=period.start, end=period.end + timedelta(hours=1),
+                                 is_trial=False),
+        insert(OrderRow).values(id="other-order", number="O-DUPLICATE", enrollment_id="enr-1",
+                                period_start=period.start, period_end=period.end, status="PENDING", context={},
+                                created=NOW, updated=NOW),
+        insert(OrderRow).values(id="other-order", number=order.number, enrollment_id="enr-1",
+                                period_start=period.end, period_end=period.end + timedelta(days=1),
+                                status="PENDING", context={}, created=NOW, updated=NOW),
+        insert(EnrollmentLogRow).values(enrollment_id="enr-1", event_key=CREATED_EVENT, at=NOW, status="ACTIVE",
+                                        info=""),
+        insert(PeriodRow).values(enrollment_id="enr-missing", start=period.end, end=period.end + timedelta(days=1),
+                                 is_trial=False),
+    ]  # fmt: skip
+    for statement in duplicates:
+        async with sessions() as session:
+            with pytest.raises(IntegrityError):
+                async with session.begin():
+                    await session.execute(statement)
+    await repository.record_usage("enr-1", 1, "u", T0, now=NOW)
+    async with sessions() as session:
+        with pytest.raises(IntegrityError):
+            async with session.begin():
+                await session.execute(
+                    insert(UsageRecordRow).values(
+                        enrollment_id="enr-1", idempotency_key="u", units=2, at=T0, created=NOW
+                    )
+                )
+
+
+async def test_datetimes_read_back_aware_in_utc(
+    repository: EnrollmentRepository, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    plus_five = timezone(timedelta(hours=5))
+    await repository.upsert_product(PRODUCT, now=NOW)
+    await repository.create_enrollment("enr-1", terms(), anchor=T0.astimezone(plus_five), adapter_key="k", now=NOW)
+    async with sessions() as session:
+        row = await session.get(EnrollmentRow, "enr-1")
+    assert row is not None
+    for value in (row.anchor, row.created, row.updated):
+        assert value.tzinfo is UTC
+    assert (row.anchor, row.created) == (T0, NOW)
+
+
+async def test_naive_datetimes_are_not_stored(
+    repository: EnrollmentRepository, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await enroll(repository)
+    async with sessions() as session:
+        with pytest.raises(StatementError, match="naive datetime"):
+            async with session.begin():
+                await session.execute(
+                    insert(UsageRecordRow).values(
+                        enrollment_id="enr-1", idempotency_key="n", units=1, at=datetime(2024, 1, 1), created=NOW
+                    )
+                )
