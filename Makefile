@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest format clean
+.PHONY: install dev test lint typecheck pytest format clean bench bench-quick chaos chaos-short
 
 install: $(STAMP)
 
@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The embedded stack with demo data: Temporal dev server + Web UI (http://localhost:8233), SQLite, a worker.
+# DEV_ARGS passes more options, e.g. `make dev DEV_ARGS="--ui-port 9000"`.
+DEV_ARGS ?=
+dev: install
+	$(BIN)/enrollments dev --demo $(DEV_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -26,6 +32,24 @@ pytest: install
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# Benchmarks (docs/BENCHMARKS.md): results in bench/results/<mode>.json, the headline figures as the last line.
+bench: install
+	$(BIN)/python -m bench --mode full
+
+bench-quick: install
+	$(BIN)/python -m bench --mode quick
+
+# Fault suite (tests/chaos/): 200 enrollments, kill -9 workers, PostgreSQL outage, Temporal restart, crashes
+# after commit; ends with one JSON line {"enrollments", "periods", "orders", "lost", "duplicated"}. 8-12 minutes.
+# CHAOS_ARGS passes options, e.g. `make chaos CHAOS_ARGS="--keep --enrollments 300"`.
+CHAOS_ARGS ?=
+chaos: install
+	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
+
+# Its short form (also part of `make pytest`).
+chaos-short: install
+	$(BIN)/pytest -q tests/chaos
 
 format: install
 	$(BIN)/ruff check --fix .

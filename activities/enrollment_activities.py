@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -27,7 +28,18 @@ from activities.persistence import (
 from adapters.base import EnrollmentAdapter, EnrollmentContext
 from adapters.calendar import InvalidPlanError, validate_plan
 from adapters.director import EnrollmentDirector, NoAdapterForPlanError, UnknownAdapterError
-from adapters.domain import Enrollment, EnrollmentStatus, Order, Period, Product, ProductType
+from adapters.domain import (
+    Enrollment,
+    EnrollmentStatus,
+    Order,
+    OrderConfiguration,
+    OrderPosition,
+    OrderStatus,
+    Period,
+    PeriodWindow,
+    Product,
+    ProductType,
+)
 from adapters.lifecycle import (
     ActivityName,
     AdvanceRequest,
@@ -45,6 +57,19 @@ MAX_PERIODS_PER_ADVANCE = 500
 
 def non_retryable(error_type: ErrorType, message: str) -> ApplicationError:
     return ApplicationError(message, type=str(error_type), non_retryable=True)
+
+
+def plan_product_problem(product_id: str, product: Product | None) -> tuple[ErrorType, str] | None:
+    """Why ``product`` cannot drive an enrollment (error type and message), or None when it can."""
+    if product is None:
+        return ErrorType.PRODUCT_NOT_FOUND, f"product {product_id!r} does not exist"
+    if product.type is not ProductType.PLAN_PRODUCT or product.plan is None:
+        return ErrorType.NOT_A_PLAN_PRODUCT, f"product {product_id!r} is a {product.type}, not a PLAN_PRODUCT"
+    try:
+        validate_plan(product.plan)
+    except InvalidPlanError as error:
+        return ErrorType.INVALID_PLAN, f"product {product_id!r} has an invalid plan: {error}"
+    return None
 
 
 class RepositoryServices:
@@ -78,19 +103,16 @@ class EnrollmentActivities:
         ]
 
     async def _plan_product(self, product_id: str) -> Product:
-        product = await self.repository.get_product(product_id)
-        if product is None:
-            raise non_retryable(ErrorType.PRODUCT_NOT_FOUND, f"product {product_id!r} does not exist")
-        if product.type is not ProductType.PLAN_PRODUCT or product.plan is None:
-            raise non_retryable(
-                ErrorType.NOT_A_PLAN_PRODUCT, f"product {product_id!r} is a {product.type}, not a PLAN_PRODUCT"
-            )
         try:
-            validate_plan(product.plan)
-        except InvalidPlanError as error:
-            raise non_retryable(
-                ErrorType.INVALID_PLAN, f"product {product_id!r} has an invalid plan: {error}"
-            ) from None
+            product = await self.repository.get_product(product_id)
+        except ValidationError as error:  # a row written by another tool: retrying cannot fix it
+            problems = "; ".join(f"plan.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            message = f"product {product_id!r} has an invalid plan: {problems}"
+            raise non_retryable(ErrorType.INVALID_PLAN, message) from None
+        problem = plan_product_problem(product_id, product)
+        if problem is not None:
+            raise non_retryable(*problem)
+        assert product is not None
         return product
 
     async def _enrollment(self, enrollment_id: str) -> Enrollment:
@@ -140,36 +162,87 @@ class EnrollmentActivities:
         adapter_key = enrollment.adapter_key or self.director.resolve(product.require_plan()).key
         actions = self._actions(enrollment, product, request.now, adapter_key)
         next_window = await actions.next_period()
+        in_arrears = type(actions).bills_in_arrears
         created = 0
+        written: dict[str, Order] = {}  # the orders add_period returns: not read back from the database
         while request.create_periods and next_window is not None and next_window.start <= request.now:
             if created >= MAX_PERIODS_PER_ADVANCE:
                 break
-            order = None if next_window.is_trial else await actions.configuration_for_order(next_window)
-            period, _ = await self.repository.add_period(request.enrollment_id, next_window, order, now=request.now)
+            # In arrears, a period's order is made by the billing pass below once the period has ended.
+            wants_order = not (next_window.is_trial or in_arrears)
+            order = await actions.configuration_for_order(next_window) if wants_order else None
+            paid = checkout_paid_order(enrollment, next_window, order, in_arrears=in_arrears)  # issue 5: checkout
+            period, made = await self.repository.add_period(
+                request.enrollment_id,
+                next_window,
+                paid or order,
+                now=request.now,
+                order_status=OrderStatus.PENDING if paid is None else OrderStatus.CONFIRMED,
+            )
             created += 1
+            if made is not None:
+                written[made.id] = made
             fault_injector.hit(FaultPoint.AFTER_COMMIT)
             enrollment = enrollment.model_copy(update={"periods": [*enrollment.periods, period]})
             actions = self._actions(enrollment, product, request.now, adapter_key)
             next_window = await actions.next_period()
-        new_periods = [
-            period
-            for period in enrollment.periods
-            if request.known_through is None or period.start > request.known_through
-        ]
-        orders = await self._orders_of(request.enrollment_id, new_periods)
+        if in_arrears:
+            enrollment = await self._bill_in_arrears(enrollment, product, request.now, adapter_key)
+            actions = self._actions(enrollment, product, request.now, adapter_key)
+
+        def is_new(period: Period) -> bool:
+            return request.known_through is None or period.start > request.known_through
+
+        def newly_billed(period: Period) -> bool:
+            # Billed by now but open in the workflow's eyes (a retried attempt finds it billed already).
+            open_since = request.open_since
+            return open_since is not None and period.start >= open_since and period.billed_at is not None
+
+        new_periods = [period for period in enrollment.periods if is_new(period)]
+        billed = [period for period in enrollment.periods if not is_new(period) and newly_billed(period)]
+        orders = await self._orders_of([*new_periods, *billed], written)
         return AdvanceResult(
             periods=new_periods,
             orders=orders,
             next_period_start=next_window.start if next_window is not None else None,
             overdue=await actions.is_overdue(),
             deadline=type(actions).deadline_after(enrollment, request.now),
+            billed=billed,
+            billing_due=_billing_due(enrollment, request.now) if in_arrears else None,
         )
 
-    async def _orders_of(self, enrollment_id: str, periods: list[Period]) -> list[Order]:
-        wanted = {period.order_id for period in periods if period.order_id}
-        if not wanted:
-            return []
-        return [order for order in await self.repository.list_orders(enrollment_id) if order.id in wanted]
+    async def _bill_in_arrears(
+        self, enrollment: Enrollment, product: Product, now: datetime, adapter_key: str
+    ) -> Enrollment:
+        """Bill every period whose service has ended and that is not billed yet, oldest first.
+
+        For each one the adapter's ``configuration_for_order`` makes the order (or None: nothing to bill)
+        inside :meth:`EnrollmentRepository.bill_period`, which marks the period billed either way, so it is
+        never asked again and a retry creates no second order. Returns the updated snapshot.
+        """
+        for period in list(enrollment.periods):
+            if _is_closed(period) or enrollment.service_end(period) > now:
+                continue
+            actions = self._actions(enrollment, product, now, adapter_key)
+            stored, _ = await self.repository.bill_period(
+                enrollment.id, period.start, actions.configuration_for_order, now=now
+            )
+            fault_injector.hit(FaultPoint.AFTER_COMMIT)
+            periods = [stored if known.start == stored.start else known for known in enrollment.periods]
+            enrollment = enrollment.model_copy(update={"periods": periods})
+        return enrollment
+
+    async def _orders_of(self, periods: list[Period], written: dict[str, Order]) -> list[Order]:
+        """The orders of ``periods`` by period start: those this call wrote as they are, the others (an earlier
+        attempt's, billed in arrears) read one by one — not all of the enrollment's orders every period."""
+        orders: list[Order] = []
+        for period in sorted(periods, key=lambda period: period.start):
+            if period.order_id is None:
+                continue
+            order = written.get(period.order_id) or await self.repository.get_order(period.order_id)
+            if order is not None:
+                orders.append(order)
+        return orders
 
     @activity.defn(name=ActivityName.CHANGE_STATUS)
     async def change_enrollment_status(self, request: StatusChangeRequest) -> None:
@@ -206,3 +279,46 @@ class EnrollmentActivities:
             raise non_retryable(ErrorType.ORDER_NOT_FOUND, str(error)) from None
         fault_injector.hit(FaultPoint.AFTER_COMMIT)
         return updated
+
+
+def _is_closed(period: Period) -> bool:
+    """Whether a period needs no billing in arrears any more: billed already, or it has its order."""
+    return period.billed_at is not None or period.order_id is not None
+
+
+def _billing_due(enrollment: Enrollment, now: datetime) -> datetime | None:
+    """When the next open period's service ends (the workflow advances then to bill it); None when none is open."""
+    ends = [enrollment.service_end(period) for period in enrollment.periods if not _is_closed(period)]
+    later = [end for end in ends if end > now]
+    return min(later) if later else None
+
+
+# --- enrollments from a checkout order ---------------------------------------------------------------
+
+
+def checkout_paid_order(
+    enrollment: Enrollment, window: PeriodWindow, order: OrderConfiguration | None, *, in_arrears: bool
+) -> OrderConfiguration | None:
+    """The order recording that the checkout order which created ``enrollment`` pays its first period.
+
+    None unless ``enrollment`` came from a checkout (``origin_order_id``), ``window`` is its first period
+    and it bills in advance (usage billed in arrears is unknown at checkout). As in the reference, the first
+    period is the one the checkout order pays, a trial too: the first billable period after a trial gets
+    its own order. The caller stores the returned order CONFIRMED; its context names the checkout order.
+    """
+    if enrollment.origin_order_id is None or enrollment.periods or in_arrears:
+        return None
+    positions = (
+        list(order.order_position_templates)
+        if order is not None
+        else [
+            OrderPosition(
+                product_id=enrollment.product_id,
+                original_product_id=enrollment.product_id,
+                quantity=enrollment.quantity,
+                configuration=list(enrollment.configuration),
+            )
+        ]
+    )
+    context = {**(order.order_context if order is not None else {}), "checkout_order_id": enrollment.origin_order_id}
+    return OrderConfiguration(period=window, order_context=context, order_position_templates=positions)

@@ -257,6 +257,9 @@ class Period(PeriodWindow):
 
     order_id: str | None = None
     order_status: OrderStatus | None = None
+    billed_at: UtcDatetime | None = Field(
+        default=None, description="when a period billed in arrears was closed and billed (None: in advance or open)"
+    )
 
 
 class OrderPosition(DomainModel):
@@ -350,7 +353,46 @@ class Enrollment(EnrollmentTerms):
                 return period
         return None
 
+    def service_end(self, period: PeriodWindow) -> datetime:
+        """When the service of ``period`` ends: its end, or ``expires`` when the enrollment ended earlier.
+
+        Billing in arrears bills a period once this moment has passed, for the usage before it.
+        """
+        if self.expires is not None and self.expires < period.end:
+            return max(self.expires, period.start)
+        return period.end
+
     @property
     def periods_in_schedule(self) -> list[Period]:
         """The periods of the current schedule (those starting at or after the anchor)."""
         return [period for period in self.periods if period.start >= self.anchor]
+
+
+class CheckoutPosition(DomainModel):
+    """One position of a checkout order: what the customer bought."""
+
+    product_id: str = Field(min_length=1, max_length=128)
+    quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY)
+    configuration: Configuration = Field(default_factory=list)
+
+
+class CheckoutOrder(DomainModel):
+    """A shop's checkout order; once CONFIRMED or FULFILLED, each of its plan positions becomes an enrollment.
+
+    The enrollments copy the order's user, billing address, contact, country/currency, payment and
+    delivery providers; ``timezone`` (default UTC) is the customer's, for calendar periods.
+    """
+
+    id: str = Field(min_length=1, max_length=128)
+    number: str | None = Field(default=None, max_length=64)
+    user_id: str = Field(min_length=1, max_length=128)
+    status: OrderStatus
+    positions: list[CheckoutPosition] = Field(min_length=1, max_length=MAX_CONFIGURATION_ENTRIES)
+    billing_address: Address | None = None
+    contact: Contact | None = None
+    country_code: str | None = Field(default=None, min_length=2, max_length=2)
+    currency_code: str | None = Field(default=None, min_length=3, max_length=3)
+    payment: ProviderRef | None = None
+    delivery: ProviderRef | None = None
+    timezone: TimezoneName = "UTC"
+    context: dict[str, Any] = Field(default_factory=dict)

@@ -28,6 +28,12 @@ TASK_QUEUE = "enrollments"
 WORKFLOW_ID_PREFIX = "enrollment-"
 
 
+ENROLLMENT_WORKFLOW_TYPE = "EnrollmentWorkflow"
+"""Workflow type name of :class:`workflows.enrollment.EnrollmentWorkflow` (activities start it by name)."""
+GENERATOR_WORKFLOW_TYPE = "GenerateEnrollmentOrders"
+"""Workflow type name of the order generator: start it by this name from the CLI, a schedule or the Web UI."""
+
+
 def workflow_id_for(enrollment_id: str) -> str:
     """The id of an enrollment's workflow: ``enrollment-<enrollment id>``."""
     return f"{WORKFLOW_ID_PREFIX}{enrollment_id}"
@@ -40,6 +46,7 @@ class ActivityName(StrEnum):
     ADVANCE = "advance_enrollment"
     CHANGE_STATUS = "change_enrollment_status"
     APPLY_ORDER_STATUS = "apply_order_status"
+    PROCESS_ENROLLMENT_PAGE = "process_enrollment_page"
 
 
 class MessageName(StrEnum):
@@ -54,6 +61,7 @@ class MessageName(StrEnum):
     RESUME_UPDATE = "resume"
     TERMINATE_UPDATE = "terminate"
     ORDER_STATUS_UPDATE = "change_order_status"
+    ACTIVATE_UPDATE = "activate"
     REGISTRATION_UPDATE = "registration"
     STATE_QUERY = "state"
     ACCESS_QUERY = "is_valid_for_activation"
@@ -98,6 +106,11 @@ class AdvanceRequest(DomainModel):
     known_through: UtcDatetime | None = Field(
         default=None, description="start of the latest period the workflow knows; newer ones are returned"
     )
+    open_since: UtcDatetime | None = Field(
+        default=None,
+        description="start of the earliest period the workflow knows as not billed (no order, no billed_at); "
+        "periods from there through known_through that are billed now are returned in `billed`",
+    )
 
 
 class AdvanceResult(DomainModel):
@@ -106,6 +119,16 @@ class AdvanceResult(DomainModel):
     next_period_start: UtcDatetime | None = Field(description="when the next period is due; None when none")
     overdue: bool
     deadline: UtcDatetime | None = Field(description="next time (besides a boundary) overdue may change")
+    billed: list[Period] = Field(
+        default_factory=list,
+        description="periods from open_since through known_through that are billed in arrears by now (by this "
+        "call or by an attempt whose result was lost); their orders are in orders",
+    )
+    billing_due: UtcDatetime | None = Field(
+        default=None,
+        description="when the next period billed in arrears ends: the workflow advances then, even when it is "
+        "paused or terminated; None when nothing is left to bill",
+    )
 
 
 class StatusChangeRequest(DomainModel):
@@ -175,8 +198,18 @@ class CatchUpCommand(DomainModel):
     kind: Literal["catch_up"] = "catch_up"
 
 
+class ActivateRequest(DomainModel):
+    """Start an INITIAL (scheduled) enrollment now instead of at its start."""
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ActivateCommand(ActivateRequest):
+    kind: Literal["activate"] = "activate"
+
+
 CommandBody = Annotated[
-    PauseCommand | ResumeCommand | TerminateCommand | OrderStatusCommand | CatchUpCommand,
+    PauseCommand | ResumeCommand | TerminateCommand | OrderStatusCommand | CatchUpCommand | ActivateCommand,
     Field(discriminator="kind"),
 ]
 
@@ -209,3 +242,28 @@ class EnrollmentView(Enrollment):
 class AccessCheck(DomainModel):
     at: datetime
     valid: bool
+
+
+# --- the order generator (GenerateEnrollmentOrders) ------------------------------------------------
+
+
+class GeneratorLogEntry(DomainModel):
+    """One enrollment the order generator could not process: an error class name and a message naming it."""
+
+    name: str = Field(min_length=1)
+    message: str
+
+
+class EnrollmentPageRequest(DomainModel):
+    """Process the next page of ACTIVE and PAUSED enrollments: those with id > ``after_id``, by id."""
+
+    after_id: str | None = None
+    limit: int = Field(ge=1, le=1_000)
+    concurrency: int = Field(ge=1, le=200)
+
+
+class EnrollmentPageResult(DomainModel):
+    processed: int = Field(ge=0, description="enrollments of the page (caught up or failed)")
+    restarted: int = Field(default=0, ge=0, description="enrollments whose workflow was not running and was started")
+    errors: list[GeneratorLogEntry] = Field(default_factory=list)
+    next_after_id: str | None = Field(description="cursor of the next page; None when this was the last")

@@ -11,8 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
+import starter.cli_orders  # registers commands
+import starter.cli_security  # registers commands
+import starter.cli_usage  # noqa: F401  (registers commands)
 from adapters.calendar import preview as preview_periods
 from adapters.domain import PeriodWindow, isoformat_utc
+from starter import cli_dev, cli_enrollments  # noqa: F401  (registers commands)
 from starter.cli_core import (
     MAX_PREVIEW_PERIODS,
     app,
@@ -87,6 +91,23 @@ def worker(ctx: typer.Context) -> None:
         f"(namespace {settings.temporal_namespace}), database {redacted(settings.database_url)}"
     )
     asyncio.run(run_worker(settings))
+
+
+@app.command()
+def simulate(
+    ctx: typer.Context,
+    scenario: Annotated[str, typer.Option("--scenario", help="Scenario JSON file.", show_default=False)],
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Keep the rows in this database (default: a throwaway SQLite file)."),
+    ] = None,
+) -> None:
+    """Run a scripted scenario on the real workflow and the time-skipping test server; print JSON."""
+    from starter.simulate import main_simulate
+
+    # Only an explicit URL is used: the default is a throwaway database, never the configured one.
+    url = not_blank("--database-url", database_url) or state(ctx).database_url_option
+    raise typer.Exit(main_simulate(scenario, url))
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
@@ -30,8 +30,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.persistence import EnrollmentRepository, create_engine, enrollment_number, session_factory
-from adapters.domain import EnrollmentStatus, EnrollmentTerms, OrderStatus
+from activities.persistence.errors import EnrollmentNotFound as _StoredEnrollmentNotFound
+from adapters.builtin import director_from_names
+from adapters.director import EnrollmentDirector
+from adapters.domain import CheckoutOrder, EnrollmentStatus, EnrollmentTerms, OrderStatus
 from adapters.lifecycle import (
+    ActivateRequest,
     EnrollmentView,
     ErrorType,
     MessageName,
@@ -41,7 +45,11 @@ from adapters.lifecycle import (
     TerminateRequest,
     workflow_id_for,
 )
+from starter.payload_limits import ensure_fits
 from starter.settings import Settings
+
+if TYPE_CHECKING:
+    from starter.checkout import EnrollmentsFromOrder
 from starter.worker import connect
 from workflows.enrollment import EnrollmentWorkflow
 from workflows.enrollment_state import EnrollmentWorkflowInput
@@ -122,6 +130,8 @@ class EnrollmentsClient:
         Idempotent for a caller-given ``enrollment_id``: the same id with the same terms returns the same
         enrollment; with other terms it raises :class:`EnrollmentCommandRejected` (``EnrollmentConflict``).
         ``terms`` takes the other :class:`EnrollmentTerms` fields (billing address, contact, …).
+        Invalid terms raise pydantic's ``ValidationError`` and terms over 256 KiB serialized
+        :class:`~starter.payload_limits.PayloadTooLarge`, both before anything reaches Temporal.
         """
         validated = EnrollmentTerms.model_validate(
             {
@@ -136,6 +146,7 @@ class EnrollmentsClient:
         anchor = _aware("start", start) if start is not None else None
         identifier = enrollment_id or uuid.uuid4().hex
         workflow_input = EnrollmentWorkflowInput(enrollment_id=identifier, terms=validated, start=anchor)
+        ensure_fits("enrollment terms", validated)  # PayloadTooLarge before anything reaches Temporal
         operation = WithStartWorkflowOperation(
             EnrollmentWorkflow.run,
             workflow_input,
@@ -240,6 +251,31 @@ class EnrollmentsClient:
             raise OrderNotFound(order_id)
         return order.enrollment_id
 
+    async def record_usage(
+        self, enrollment_id: str, units: int, idempotency_key: str, at: datetime | None = None
+    ) -> bool:
+        """Record ``units`` of usage of a metered enrollment at ``at`` (default: now); True when new.
+
+        Written straight to the database (``EnrollmentRepository.record_metered_usage``), not sent to the
+        workflow: a busy meter costs the workflow no signals and no history; it reads the totals when it
+        bills a period after the period ends. The same ``idempotency_key`` twice is one record (False the
+        second time); with other units it raises ``UsageConflict``. ``UsageRefused`` says why usage can
+        no longer be billed (late for a period that is billed already, after ``expires``, not a METERED
+        plan, …); an unknown enrollment raises :class:`EnrollmentNotFound`.
+        """
+        moment = _aware("at", at) if at is not None else datetime.now(UTC)
+        if self._database_url is None:
+            raise ValueError("record_usage needs a client with a database_url")
+        if self._engine is None:
+            self._engine = create_engine(self._database_url)
+        repository = EnrollmentRepository(session_factory(self._engine))
+        try:
+            return await repository.record_metered_usage(
+                enrollment_id, units, idempotency_key, moment, now=datetime.now(UTC)
+            )
+        except _StoredEnrollmentNotFound:
+            raise EnrollmentNotFound(enrollment_id) from None
+
     async def _query(self, enrollment_id: str, call: Awaitable[T]) -> T:
         try:
             return await call
@@ -260,6 +296,41 @@ class EnrollmentsClient:
         """The enrollment's full state as its workflow sees it."""
         handle = self._handle(enrollment_id)
         return await self._query(enrollment_id, handle.query(MessageName.STATE_QUERY, result_type=EnrollmentView))
+
+    async def activate(self, enrollment_id: str, *, reason: str | None = None) -> EnrollmentView:
+        """Start an INITIAL (scheduled) enrollment now: ACTIVE, anchored now, its first period created.
+
+        Refused (:class:`EnrollmentCommandRejected`) once it has started or when it is TERMINATED.
+        """
+        handle = self._handle(enrollment_id)
+        request = ActivateRequest(reason=reason)
+        return await self._command(
+            enrollment_id, handle.execute_update(MessageName.ACTIVATE_UPDATE, request, result_type=EnrollmentView)
+        )
+
+    def repository(self) -> EnrollmentRepository:
+        """The enrollment database, for lookups (products, orders); needs the client's ``database_url``."""
+        if self._database_url is None:
+            raise ValueError("this needs the client's database_url (EnrollmentsClient.connect reads DATABASE_URL)")
+        if self._engine is None:
+            self._engine = create_engine(self._database_url)
+        return EnrollmentRepository(session_factory(self._engine))
+
+    async def create_enrollments_from_order(
+        self, order: CheckoutOrder | dict[str, Any], *, director: EnrollmentDirector | None = None
+    ) -> EnrollmentsFromOrder:
+        """One enrollment per PLAN_PRODUCT position of a CONFIRMED/FULFILLED checkout order (idempotent).
+
+        The checkout order pays the first period; orders the engine generated are refused. ``director``
+        (default: the built-in adapters named by ``ENROLLMENT_ADAPTERS``) transforms the positions. See
+        :mod:`starter.checkout` for the rules.
+        """
+        from starter.checkout import create_enrollments_from_order
+
+        checkout = CheckoutOrder.model_validate(order)
+        return await create_enrollments_from_order(
+            self, checkout, director or director_from_names(Settings().adapter_names)
+        )
 
     async def catch_up(self, enrollment_id: str) -> None:
         """Ask the enrollment to re-check its due periods now."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./.enrollments/enrollments.db"
@@ -15,11 +17,58 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL", repr=False)  # may hold a password
     temporal_address: str = Field(default="localhost:7233", alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", alias="TEMPORAL_NAMESPACE")
     task_queue: str = Field(default="enrollments", alias="ENROLLMENTS_TASK_QUEUE")
-    enrollment_adapters: str = Field(default="licensed", alias="ENROLLMENT_ADAPTERS")
+    enrollment_adapters: str = Field(default="licensed,metered", alias="ENROLLMENT_ADAPTERS")
+    autoschedule_cron: str | None = Field(
+        default=None,
+        alias="ENROLLMENTS_AUTOSCHEDULE_CRON",
+        description="cron of the order generator's schedule, created or updated at worker start (e.g. 0 0 * * *)",
+    )
+    metrics_port: int | None = Field(default=None, ge=0, le=65_535, alias="ENROLLMENTS_METRICS_PORT")
+    metrics_host: str = Field(default="127.0.0.1", alias="ENROLLMENTS_METRICS_HOST")
+    log_format: Literal["json", "text"] = Field(default="json", alias="ENROLLMENTS_LOG_FORMAT")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="ENROLLMENTS_LOG_LEVEL")
+    # Security (docs/security.md): TLS / mTLS / API key for Temporal, the payload codec key; secrets never in repr.
+    temporal_tls: bool = Field(default=False, alias="TEMPORAL_TLS", description="TLS even without a CA or client cert")
+    temporal_tls_ca_cert: Path | None = Field(default=None, alias="TEMPORAL_TLS_CA_CERT")
+    temporal_tls_client_cert: Path | None = Field(default=None, alias="TEMPORAL_TLS_CLIENT_CERT")
+    temporal_tls_client_key: Path | None = Field(default=None, alias="TEMPORAL_TLS_CLIENT_KEY")
+    temporal_tls_server_name: str | None = Field(default=None, alias="TEMPORAL_TLS_SERVER_NAME")
+    temporal_api_key: SecretStr | None = Field(default=None, alias="TEMPORAL_API_KEY")
+    codec_key: SecretStr | None = Field(default=None, alias="ENROLLMENTS_CODEC_KEY")
+    faults: str | None = Field(default=None, alias="ENROLLMENTS_FAULTS", description="test-only fault injection")
+
+    @field_validator(
+        "temporal_tls_ca_cert",
+        "temporal_tls_client_cert",
+        "temporal_tls_client_key",
+        "temporal_tls_server_name",
+        "temporal_api_key",
+        "codec_key",
+        "faults",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("autoschedule_cron", mode="before")
+    @classmethod
+    def _blank_cron_is_off(cls, value: Any) -> Any:
+        return (value.strip() or None) if isinstance(value, str) else value
 
     @field_validator("task_queue", "temporal_address", "temporal_namespace", "database_url")
     @classmethod

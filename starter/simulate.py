@@ -27,9 +27,10 @@ Rules:
   listed under ``rejected`` and the simulation goes on.
 - ``order`` of an ``order_status`` event is ``"latest"`` or the 0-based index of the orders in creation
   order, resolved when the event is applied (no such order is a scenario error).
-- ``usage`` events are recorded with ``EnrollmentRepository.record_usage`` (the idempotency ``key``
-  defaults to ``simulate-event-<index>``) and listed under ``usage``; billing them comes with the metered
-  adapter. Until it exists, a METERED plan has no adapter and its scenario is rejected.
+- ``usage`` events are recorded like a metering source records them (``record_metered_usage``: the
+  idempotency ``key`` defaults to ``simulate-event-<index>``) and listed under ``usage``; the metered
+  adapter bills them in arrears. Usage the engine refuses (late, for an already-billed period) is listed
+  under ``rejected``; the same key with other units is a scenario error.
 
 Invalid scenarios raise :class:`ScenarioError` with one line naming the problem (``events[2].at: ...``);
 :func:`main_simulate` prints it as ``error: ...`` and returns 2 without printing JSON.
@@ -74,7 +75,14 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.persistence import EnrollmentRepository, UsageConflict, create_engine, session_factory, upgrade_async
+from activities.persistence import (
+    EnrollmentRepository,
+    UsageConflict,
+    UsageRefused,
+    create_engine,
+    session_factory,
+    upgrade_async,
+)
 from activities.persistence.models import KEY_LENGTH
 from adapters.builtin import director_from_names
 from adapters.director import EnrollmentDirector, NoAdapterForPlanError
@@ -631,9 +639,14 @@ class _Simulation:
     async def _record_usage(self, index: int, event: UsageEvent) -> None:
         key = event.key or f"simulate-event-{index}"
         try:
-            recorded = await self.repository.record_usage(self.enrollment_id, event.units, key, event.at, now=event.at)
+            recorded = await self.repository.record_metered_usage(
+                self.enrollment_id, event.units, key, event.at, now=event.at
+            )
         except UsageConflict as error:
             raise ScenarioError(f"events[{index}].key: {error}") from None
+        except UsageRefused as error:
+            self.rejected.append(SimulatedRejection(at=event.at, type=event.type, error=str(error)))
+            return
         self.usage.append(SimulatedUsage(at=event.at, units=event.units, key=key, recorded=recorded))
 
     def _result(self, view: EnrollmentView, orders: list[Order]) -> SimulationResult:

@@ -10,21 +10,27 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import workflow
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.enrollment_activities import EnrollmentActivities
+from activities.faults import fault_injector
+from activities.generator_activities import GeneratorActivities
 from activities.persistence import EnrollmentRepository, create_engine, session_factory
 from adapters.builtin import director_from_names
 from adapters.director import EnrollmentDirector
+from starter.observability import EnrollmentMetricsInterceptor, configure_logging, metrics_runtime
+from starter.schedules import apply_autoschedule
+from starter.security import connect_options
 from starter.settings import Settings
 from workflows.enrollment import EnrollmentWorkflow
+from workflows.order_generator import GenerateEnrollmentOrders
 
 PASSTHROUGH_MODULES = ("adapters",)
 """Pure domain and adapter code shared with the sandbox unchanged; nothing with I/O is passed through."""
 
-WORKFLOWS: Sequence[type] = (EnrollmentWorkflow,)
+WORKFLOWS: Sequence[type] = (EnrollmentWorkflow, GenerateEnrollmentOrders)
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -37,10 +43,13 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
-async def connect(settings: Settings) -> Client:
-    """A Temporal client with the pydantic data converter, from settings."""
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A Temporal client from settings: pydantic data converter, TLS, API key, codec (``runtime``: e.g. metrics)."""
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        runtime=runtime,
+        **connect_options(settings),  # TLS / mTLS, API key, payload codec (starter/security.py)
     )
 
 
@@ -66,27 +75,37 @@ def build_worker(
 ) -> WorkerResources:
     """A worker for ``task_queue`` whose activities persist to ``database_url``."""
     engine = create_engine(database_url)
-    activities = EnrollmentActivities(EnrollmentRepository(session_factory(engine)), director)
+    repository = EnrollmentRepository(session_factory(engine))
+    activities = EnrollmentActivities(repository, director)
+    # The order generator's activity signals-with-start enrollment workflows on this same task queue.
+    generator = GeneratorActivities(repository, director, client, task_queue=task_queue)
     worker = Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities.all(),
+        activities=[*activities.all(), *generator.all()],
         workflow_runner=sandbox_runner(),
         max_concurrent_activities=max_concurrent_activities,
+        # Project counters on the client's runtime meter: served with the SDK's metrics when it has Prometheus.
+        interceptors=[
+            EnrollmentMetricsInterceptor((client.service_client.config.runtime or Runtime.default()).metric_meter)
+        ],
     )
     return WorkerResources(worker=worker, activities=activities, engine=engine)
 
 
 async def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then shut down gracefully."""
-    client = await connect(settings)
+    configure_logging(settings.log_format, settings.log_level)
+    fault_injector.configure(settings.faults)  # ENROLLMENTS_FAULTS: test-only fault injection (off when unset)
+    client = await connect(settings, metrics_runtime(settings.metrics_port, settings.metrics_host))
     resources = build_worker(
         client,
         database_url=settings.database_url,
         task_queue=settings.task_queue,
         director=director_from_names(settings.adapter_names),
     )
+    await apply_autoschedule(client, settings)  # ENROLLMENTS_AUTOSCHEDULE_CRON: the order generator's schedule
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

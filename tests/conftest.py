@@ -162,4 +162,4 @@ def repository(sessions: async_sessionmaker[AsyncSession]) -> EnrollmentReposito
     return EnrollmentRepository(sessions)
 
 
-pytest_plugins = ["tests.temporal_env"]
+pytest_plugins = ["tests.temporal_env", "tests.dev_stack_env"]

@@ -177,9 +177,9 @@ def test_director_from_names_rejects_unknown_names() -> None:
         director_from_names(["licensed", "licenced"])
 
 
-def test_default_settings_register_the_licensed_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_settings_register_the_licensed_and_metered_adapters(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ENROLLMENT_ADAPTERS", raising=False)
-    assert director_from_names(Settings().adapter_names).adapters == [LicensedAdapter]
+    assert director_from_names(Settings().adapter_names).adapters == [LicensedAdapter, BUILTIN_ADAPTERS["metered"]]
 
 
 # --- licensed adapter ----------------------------------------------------------------------------------

@@ -58,6 +58,12 @@ PRODUCT = Product(
     price_amount=990,
     price_currency="CHF",
 )
+METERED_PRODUCT = PRODUCT.model_copy(
+    update={
+        "id": "plan-metered",
+        "plan": ProductPlan(usage_calculation_type=UsageCalculationType.METERED, billing_interval=BillingInterval.DAYS),
+    }
+)
 NUMBER_PATTERN = re.compile(rf"^[EO]-[{CROCKFORD_ALPHABET}]{{8}}$")
 
 
@@ -110,6 +116,12 @@ async def enroll(repository: EnrollmentRepository, enrollment_id: str = "enr-1",
         now=NOW,
         status=EnrollmentStatus.ACTIVE,
     )
+
+
+async def enroll_metered(repository: EnrollmentRepository) -> None:
+    """``enr-1`` on a METERED plan with no period yet: usage from its anchor ``T0`` on is accepted."""
+    await repository.upsert_product(METERED_PRODUCT, now=NOW)
+    await enroll(repository, product_id=METERED_PRODUCT.id)
 
 
 def second_repository(database_url: str):
@@ -565,20 +577,20 @@ async def test_log_order_and_idempotency(repository: EnrollmentRepository) -> No
 async def test_usage_is_idempotent_and_summed_over_half_open_windows(
     repository: EnrollmentRepository, database_url: str
 ) -> None:
-    await enroll(repository)
-    assert await repository.record_usage("enr-1", 5, "u-0", T0, now=NOW) is True
-    assert await repository.record_usage("enr-1", 5, "u-0", T0 + timedelta(hours=3), now=NOW) is False
+    await enroll_metered(repository)
+    assert await repository.record_metered_usage("enr-1", 5, "u-0", T0, now=NOW) is True
+    assert await repository.record_metered_usage("enr-1", 5, "u-0", T0 + timedelta(hours=3), now=NOW) is False
     with pytest.raises(UsageConflict, match="'u-0' of enrollment 'enr-1' was recorded with 5 units, not 6"):
-        await repository.record_usage("enr-1", 6, "u-0", T0, now=NOW)
-    assert await repository.record_usage("enr-1", 7, "u-1", T0 + timedelta(hours=1), now=NOW)
-    assert await repository.record_usage("enr-1", 0, "u-2", T0 + timedelta(hours=2), now=NOW)
-    assert await repository.record_usage("enr-1", 11, "u-3", T0 + timedelta(hours=2), now=NOW)
+        await repository.record_metered_usage("enr-1", 6, "u-0", T0, now=NOW)
+    assert await repository.record_metered_usage("enr-1", 7, "u-1", T0 + timedelta(hours=1), now=NOW)
+    assert await repository.record_metered_usage("enr-1", 0, "u-2", T0 + timedelta(hours=2), now=NOW)
+    assert await repository.record_metered_usage("enr-1", 11, "u-3", T0 + timedelta(hours=2), now=NOW)
 
     engine, other = second_repository(database_url)
     try:
         results = await asyncio.gather(
-            repository.record_usage("enr-1", 100, "u-4", T0 + timedelta(hours=5), now=NOW),
-            other.record_usage("enr-1", 100, "u-4", T0 + timedelta(hours=5), now=NOW),
+            repository.record_metered_usage("enr-1", 100, "u-4", T0 + timedelta(hours=5), now=NOW),
+            other.record_metered_usage("enr-1", 100, "u-4", T0 + timedelta(hours=5), now=NOW),
         )
     finally:
         await engine.dispose()
@@ -602,14 +614,14 @@ async def test_usage_is_idempotent_and_summed_over_half_open_windows(
 
 async def test_usage_rejects_bad_input(repository: EnrollmentRepository) -> None:
     with pytest.raises(EnrollmentNotFound):
-        await repository.record_usage("enr-1", 1, "k", T0, now=NOW)
-    await enroll(repository)
+        await repository.record_metered_usage("enr-1", 1, "k", T0, now=NOW)
+    await enroll_metered(repository)
     with pytest.raises(ValueError, match=">= 0"):
-        await repository.record_usage("enr-1", -1, "k", T0, now=NOW)
+        await repository.record_metered_usage("enr-1", -1, "k", T0, now=NOW)
     with pytest.raises(ValueError, match="idempotency_key"):
-        await repository.record_usage("enr-1", 1, "", T0, now=NOW)
+        await repository.record_metered_usage("enr-1", 1, "", T0, now=NOW)
     with pytest.raises(ValueError, match="at must be timezone-aware"):
-        await repository.record_usage("enr-1", 1, "k", T0.replace(tzinfo=None), now=NOW)
+        await repository.record_metered_usage("enr-1", 1, "k", T0.replace(tzinfo=None), now=NOW)
 
 
 # Listing and paging
@@ -698,7 +710,7 @@ async def test_list_enrollments_filters(repository: EnrollmentRepository) -> Non
 async def test_unique_constraints_reject_raw_duplicates(
     repository: EnrollmentRepository, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    await enroll(repository)
+    await enroll_metered(repository)
     period = window(0, 24)
     _, order = await repository.add_period("enr-1", period, order_for(period), now=NOW)
     assert order is not None
@@ -721,7 +733,7 @@ async def test_unique_constraints_reject_raw_duplicates(
             with pytest.raises(IntegrityError):
                 async with session.begin():
                     await session.execute(statement)
-    await repository.record_usage("enr-1", 1, "u", T0, now=NOW)
+    await repository.record_metered_usage("enr-1", 1, "u", T0, now=NOW)
     async with sessions() as session:
         with pytest.raises(IntegrityError):
             async with session.begin():

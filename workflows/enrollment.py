@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
         Period,
     )
     from adapters.lifecycle import (
+        ActivateCommand,
+        ActivateRequest,
         ActivityName,
         AdvanceRequest,
         AdvanceResult,
@@ -97,7 +99,11 @@ class EnrollmentWorkflow:
                 continue
             enrollment = self._enrollment
             self._publish()
-            if enrollment.status is EnrollmentStatus.TERMINATED and self.state.scheduled is None:
+            if (
+                enrollment.status is EnrollmentStatus.TERMINATED
+                and self.state.scheduled is None
+                and self.state.billing_due is None  # a period billed in arrears is billed after the end
+            ):
                 break
             if self._should_continue_as_new():
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self.state.commands))
@@ -178,11 +184,15 @@ class EnrollmentWorkflow:
         )
 
     def _advance_due(self, now: datetime) -> bool:
-        if self._enrollment.status in (EnrollmentStatus.INITIAL, EnrollmentStatus.TERMINATED):
+        billing_due = self.state.billing_due
+        if self._enrollment.status is EnrollmentStatus.TERMINATED:
+            return billing_due is not None and billing_due <= now
+        if self._enrollment.status is EnrollmentStatus.INITIAL:
             return False
         if self.state.needs_advance:
             return True
-        due = [moment for moment in (self._next_period_boundary(), self.state.deadline) if moment is not None]
+        boundaries = (self._next_period_boundary(), self.state.deadline, billing_due)
+        due = [moment for moment in boundaries if moment is not None]
         return any(moment <= now for moment in due)
 
     def _next_period_boundary(self) -> datetime | None:
@@ -199,16 +209,21 @@ class EnrollmentWorkflow:
                 now=now,
                 create_periods=self._creates_periods(),
                 known_through=latest.start if latest else None,
+                open_since=next(
+                    (period.start for period in enrollment.periods if period.order_id is None and not period.billed_at),
+                    None,
+                ),
             ),
             result_type=AdvanceResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
             summary=f"advance to {now.isoformat()}",
         )
-        self._merge(result.periods, result.orders)
+        self._merge([*result.periods, *result.billed], result.orders)
         self.state.periods_this_run += len(result.periods)
         self.state.next_period_start = result.next_period_start
         self.state.deadline = result.deadline
+        self.state.billing_due = result.billing_due
         # A catch-up that hit its per-call limit leaves periods due: go again without sleeping.
         self.state.needs_advance = bool(
             self._creates_periods() and result.next_period_start is not None and result.next_period_start <= now
@@ -224,9 +239,10 @@ class EnrollmentWorkflow:
 
     def _merge(self, periods: list[Period], orders: list[Order]) -> None:
         enrollment = self._enrollment
-        known_starts = {period.start for period in enrollment.periods}
-        enrollment.periods.extend(period for period in periods if period.start not in known_starts)
-        enrollment.periods.sort(key=lambda period: period.start)
+        # A known period comes back when it was billed in arrears: take the new version (order, billed_at).
+        returned = {period.start: period for period in periods}
+        merged = [returned.pop(period.start, period) for period in enrollment.periods]
+        enrollment.periods = sorted([*merged, *returned.values()], key=lambda period: period.start)
         known_orders = {order.id for order in self.state.orders}
         self.state.orders.extend(order for order in orders if order.id not in known_orders)
 
@@ -263,6 +279,14 @@ class EnrollmentWorkflow:
             await self._order_status(body, at)
         elif isinstance(body, CatchUpCommand):
             self.state.needs_advance = self._enrollment.status is not EnrollmentStatus.TERMINATED
+        elif isinstance(body, ActivateCommand):
+            await self._activate(body, at)
+
+    async def _activate(self, body: ActivateCommand, at: datetime) -> None:
+        """Start an INITIAL enrollment now: ACTIVE, anchored at ``at``, its first period created at once."""
+        info = f"activated: {body.reason}" if body.reason else "activated"
+        await self._change_status(EnrollmentStatus.ACTIVE, at=at, info=info, anchor=at)
+        self.state.needs_advance = True
 
     def _current_period_end(self, at: datetime) -> datetime | None:
         latest = self._enrollment.latest_period
@@ -365,6 +389,8 @@ class EnrollmentWorkflow:
             moments.append(self.state.scheduled.at)
         if enrollment.status is not EnrollmentStatus.TERMINATED:
             moments.extend(moment for moment in (self._next_period_boundary(), self.state.deadline) if moment)
+        if self.state.billing_due is not None:
+            moments.append(self.state.billing_due)
         return min(moments) if moments else None
 
     async def _sleep_until_next_boundary(self) -> None:
@@ -536,6 +562,17 @@ class EnrollmentWorkflow:
     @order_status_update.validator
     def _validate_order_status(self, change: OrderStatusChange) -> None:
         self._validate(OrderStatusCommand(**change.model_dump()))
+
+    @workflow.update(
+        name=MessageName.ACTIVATE_UPDATE,
+        description="Start an INITIAL (scheduled) enrollment now; refused once it has started or terminated.",
+    )
+    async def activate_update(self, request: ActivateRequest) -> EnrollmentView:
+        return await self._run_update(ActivateCommand(**request.model_dump()))
+
+    @activate_update.validator
+    def _validate_activate(self, request: ActivateRequest) -> None:
+        self._validate(ActivateCommand(**request.model_dump()))
 
     @workflow.update(
         name=MessageName.REGISTRATION_UPDATE, description="Wait until the enrollment is registered; returns it."

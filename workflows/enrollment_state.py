@@ -26,6 +26,7 @@ class EnrollmentWorkflowState(DomainModel):
     failure_type: str | None = None
     next_period_start: UtcDatetime | None = None
     deadline: UtcDatetime | None = None
+    billing_due: UtcDatetime | None = None
     scheduled: ScheduledAction | None = None
     needs_advance: bool = True
     commands: list[QueuedCommand] = Field(default_factory=list)

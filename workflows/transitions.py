@@ -10,8 +10,9 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from adapters.domain import Enrollment, EnrollmentStatus, Order, OrderStatus, PauseReason
+    from adapters.domain import Enrollment, EnrollmentStatus, Order, OrderStatus, PauseReason, isoformat_utc
     from adapters.lifecycle import (
+        ActivateCommand,
         CatchUpCommand,
         CommandBody,
         OrderStatusCommand,
@@ -60,9 +61,9 @@ def rejection(
         if status is EnrollmentStatus.PAUSED and enrollment.pause_reason is PauseReason.MANUAL:
             return f"{name} is already PAUSED (manual)"
         if scheduled is not None and scheduled.kind == "terminate":
-            return f"{name} terminates at period end ({scheduled.at.isoformat()}); resume first to withdraw that"
+            return f"{name} terminates at period end ({isoformat_utc(scheduled.at)}); resume first to withdraw that"
         if command.at_period_end and scheduled is not None and scheduled.kind == "pause":
-            return f"{name} already pauses at period end ({scheduled.at.isoformat()})"
+            return f"{name} already pauses at period end ({isoformat_utc(scheduled.at)})"
         return None
     if isinstance(command, ResumeCommand):
         if status is EnrollmentStatus.INITIAL:
@@ -72,9 +73,13 @@ def rejection(
         if status is EnrollmentStatus.PAUSED and enrollment.pause_reason is PauseReason.OVERDUE:
             return f"{name} is PAUSED because payment is overdue; it resumes when its order is paid"
         return None
+    if isinstance(command, ActivateCommand):
+        if status is not EnrollmentStatus.INITIAL:
+            return f"cannot activate {name}: it has already started ({_describe(enrollment)})"
+        return None
     if isinstance(command, TerminateCommand):
         if command.at_period_end and scheduled is not None and scheduled.kind == "terminate":
-            return f"{name} already terminates at period end ({scheduled.at.isoformat()})"
+            return f"{name} already terminates at period end ({isoformat_utc(scheduled.at)})"
         return None
     raise TypeError(f"unknown command {command!r}")  # pragma: no cover - CommandBody is a closed union
 

@@ -10,6 +10,7 @@ from activities.persistence.errors import (
     PersistenceError,
     ProductNotFound,
     UsageConflict,
+    UsageRefused,
 )
 from activities.persistence.migrate import downgrade_async, upgrade, upgrade_async
 from activities.persistence.models import Base
@@ -28,6 +29,7 @@ __all__ = [
     "PersistenceError",
     "ProductNotFound",
     "UsageConflict",
+    "UsageRefused",
     "create_engine",
     "downgrade_async",
     "enrollment_number",

@@ -69,3 +69,17 @@ class UsageConflict(ConflictError):
         self.recorded_units = recorded_units
         self.units = units
         self._init_args = (enrollment_id, idempotency_key, recorded_units, units)
+
+
+class UsageRefused(PersistenceError, ValueError):
+    """Usage that cannot be billed: the enrollment is not metered, or ``at`` lies where no open period is.
+
+    ``reason`` says which (e.g. the period containing ``at`` was already billed: late usage is refused).
+    """
+
+    def __init__(self, enrollment_id: str, idempotency_key: str, reason: str) -> None:
+        super().__init__(f"usage {idempotency_key!r} of enrollment {enrollment_id!r} is refused: {reason}")
+        self.enrollment_id = enrollment_id
+        self.idempotency_key = idempotency_key
+        self.reason = reason
+        self._init_args = (enrollment_id, idempotency_key, reason)

@@ -162,6 +162,9 @@ class PeriodRow(Base):
     end: Mapped[datetime] = mapped_column(UtcDateTime)
     is_trial: Mapped[bool] = mapped_column(Boolean)
     order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    # Set when a period billed in arrears was closed (its order made, or none for no usage); usage for
+    # it is refused from then on. None for periods billed in advance and for those still open.
+    billed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class UsageRecordRow(Base):

@@ -30,6 +30,7 @@ from activities.persistence.errors import (
     OrderNotFound,
     ProductNotFound,
     UsageConflict,
+    UsageRefused,
 )
 from activities.persistence.models import (
     ID_LENGTH,
@@ -58,6 +59,8 @@ from adapters.domain import (
     Product,
     ProductPlan,
     ProductType,
+    UsageCalculationType,
+    isoformat_utc,
 )
 
 T = TypeVar("T")
@@ -151,6 +154,7 @@ def _period(row: PeriodRow, order_status: str | None) -> Period:
         is_trial=row.is_trial,
         order_id=row.order_id,
         order_status=None if order_status is None else OrderStatus(order_status),
+        billed_at=row.billed_at,
     )
 
 
@@ -453,9 +457,15 @@ class EnrollmentRepository:
     # Periods and orders
 
     async def add_period(
-        self, enrollment_id: str, period: PeriodWindow, order: OrderConfiguration | None, *, now: datetime
+        self,
+        enrollment_id: str,
+        period: PeriodWindow,
+        order: OrderConfiguration | None,
+        *,
+        now: datetime,
+        order_status: OrderStatus = OrderStatus.PENDING,
     ) -> tuple[Period, Order | None]:
-        """Store ``period`` and, if given, the order that bills it, in one transaction.
+        """Store ``period`` and, if given, the order that bills it (with ``order_status``), in one transaction.
 
         Keyed by ``(enrollment_id, period.start)``: when that period exists it is returned with its order
         (possibly None) and nothing is created. Raises ``ValueError`` when ``period`` overlaps another period
@@ -497,7 +507,11 @@ class EnrollmentRepository:
                         f"of enrollment {enrollment_id!r}"
                     )
 
-                order_row = None if order is None else await _insert_order(session, enrollment_id, period, order, now)
+                order_row = (
+                    None
+                    if order is None
+                    else await _insert_order(session, enrollment_id, period, order, now, status=order_status)
+                )
                 period_row = PeriodRow(
                     enrollment_id=enrollment_id,
                     start=period.start,
@@ -546,6 +560,55 @@ class EnrollmentRepository:
 
         return await _retry_on_race(attach)
 
+    async def bill_period(
+        self,
+        enrollment_id: str,
+        period_start: datetime,
+        make_order: Callable[[PeriodWindow], Awaitable[OrderConfiguration | None]],
+        *,
+        now: datetime,
+    ) -> tuple[Period, Order | None]:
+        """Close the period starting at ``period_start`` for billing in arrears, with the order ``make_order`` makes.
+
+        ``make_order`` gets the period's window and returns its order (None: nothing to bill, e.g. no usage).
+        The order, if any, and ``billed_at = now`` are stored in one transaction. While ``make_order`` runs,
+        the enrollment's row stays locked, so no usage of the enrollment can be recorded in between
+        (:meth:`record_metered_usage` takes the same lock): every unit is either in the total ``make_order``
+        read or refused as late afterwards. Idempotent: a period that is billed already (or has an order)
+        is returned as it is and ``make_order`` is not called. Works on TERMINATED enrollments (their last
+        period is billed after they end). Raises ``ValueError`` when there is no such period or the order is
+        for another window, :class:`EnrollmentNotFound` for an unknown enrollment.
+        """
+        _aware("period_start", period_start)
+        _aware("now", now)
+
+        async def bill() -> tuple[Period, Order | None]:
+            async with self._write() as session:
+                enrollment = await _lock_enrollment(session, enrollment_id)
+                period_row = await _period_row(session, enrollment_id, period_start)
+                if period_row is None:
+                    raise ValueError(
+                        f"enrollment {enrollment_id!r} has no period starting at {isoformat_utc(period_start)}"
+                    )
+                if period_row.billed_at is not None or period_row.order_id is not None:
+                    order_row = (
+                        None if period_row.order_id is None else await session.get(OrderRow, period_row.order_id)
+                    )
+                    return _period_with(period_row, order_row), None if order_row is None else _order(order_row)
+                window = PeriodWindow(start=period_row.start, end=period_row.end, is_trial=period_row.is_trial)
+                order = await make_order(window)
+                order_row = None
+                if order is not None:
+                    _check_order_window(enrollment_id, window, order)
+                    order_row = await _insert_order(session, enrollment_id, window, order, now)
+                    period_row.order_id = order_row.id
+                period_row.billed_at = now
+                enrollment.updated = now
+                await session.flush()
+                return _period_with(period_row, order_row), None if order_row is None else _order(order_row)
+
+        return await _retry_on_race(bill)
+
     async def set_order_status(self, order_id: str, status: OrderStatus, *, now: datetime) -> Order:
         """Record the order's new status (e.g. paid); :class:`OrderNotFound` when it does not exist."""
         _aware("now", now)
@@ -573,15 +636,28 @@ class EnrollmentRepository:
 
     # Usage
 
-    async def record_usage(
+    async def record_metered_usage(
         self, enrollment_id: str, units: int, idempotency_key: str, at: datetime, *, now: datetime
     ) -> bool:
-        """Record ``units`` used at ``at``; True when new, False when this key was recorded with these units.
+        """Record usage of a metered enrollment under the billing rules; True when new, False for a repeat.
 
-        Raises :class:`UsageConflict` when the key was recorded with other units, ``ValueError`` for
-        negative units and :class:`EnrollmentNotFound` for an unknown enrollment.
+        This is how usage enters the system (client library, CLI, simulator): the metering source appends
+        the record to the database directly, never through the enrollment's workflow, so a busy meter costs
+        the workflow nothing. The rules, checked under the enrollment's lock (see :meth:`bill_period`):
+
+        - the same key with the same units is one record (False); with other units :class:`UsageConflict`;
+          a repeat is answered before any other rule, so retrying an accepted record always succeeds;
+        - :class:`UsageRefused` when the enrollment's plan is not METERED, when ``at`` is at or after the
+          enrollment's ``expires``, when the period containing ``at`` is billed already (late usage), when
+          ``at`` is before the enrollment's first period (or start), when it falls in a gap no period covers
+          (a manual pause), or when it lies after the latest period of a manually PAUSED enrollment;
+        - :class:`EnrollmentNotFound` for an unknown enrollment, ``ValueError`` for units < 0, a bad key or
+          a naive ``at``.
+
+        Usage at a time after the latest period of an enrollment that keeps getting periods (ACTIVE, PAUSED
+        because overdue, INITIAL before its start) is accepted: the period that covers it is not made yet.
         """
-        if isinstance(units, bool) or units < 0:
+        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
             raise ValueError(f"usage units must be an integer >= 0, got {units!r}")
         _check_key("idempotency_key", idempotency_key, KEY_LENGTH)
         _aware("at", at)
@@ -589,8 +665,7 @@ class EnrollmentRepository:
 
         async def record() -> bool:
             async with self._write() as session:
-                if await session.get(EnrollmentRow, enrollment_id) is None:
-                    raise EnrollmentNotFound(enrollment_id)
+                enrollment = await _lock_enrollment(session, enrollment_id)
                 recorded = await session.scalar(
                     select(UsageRecordRow.units).where(
                         UsageRecordRow.enrollment_id == enrollment_id,
@@ -601,6 +676,9 @@ class EnrollmentRepository:
                     if recorded != units:
                         raise UsageConflict(enrollment_id, idempotency_key, recorded, units)
                     return False
+                reason = await _usage_refusal(session, enrollment, at)
+                if reason is not None:
+                    raise UsageRefused(enrollment_id, idempotency_key, reason)
                 session.add(
                     UsageRecordRow(
                         enrollment_id=enrollment_id, idempotency_key=idempotency_key, units=units, at=at, created=now
@@ -670,6 +748,43 @@ async def _lock_enrollment(session: AsyncSession, enrollment_id: str) -> Enrollm
     return row
 
 
+async def _usage_refusal(session: AsyncSession, enrollment: EnrollmentRow, at: datetime) -> str | None:
+    """Why usage at ``at`` can never be billed for ``enrollment`` (see ``record_metered_usage``), or None."""
+    product = await session.get(ProductRow, enrollment.product_id)
+    plan = None if product is None else _product(product).plan
+    if plan is None or plan.usage_calculation_type is not UsageCalculationType.METERED:
+        kind = "no plan" if plan is None else f"a {plan.usage_calculation_type.value} plan"
+        return f"its product {enrollment.product_id!r} has {kind}; usage is recorded for METERED plans only"
+    when = isoformat_utc(at)
+    if enrollment.expires is not None and at >= enrollment.expires:
+        return f"{when} is not before the enrollment's expiry {isoformat_utc(enrollment.expires)}"
+    periods = PeriodRow.enrollment_id == enrollment.id
+    containing = await session.scalar(select(PeriodRow).where(periods, PeriodRow.start <= at, PeriodRow.end > at))
+    if containing is not None:
+        if containing.billed_at is None:
+            return None
+        return (
+            f"late: the period {_describe(containing.start, containing.end)} containing {when} was billed at "
+            f"{isoformat_utc(containing.billed_at)}; record it with a time in an open period"
+        )
+    first = await session.scalar(select(PeriodRow).where(periods).order_by(PeriodRow.start).limit(1))
+    if first is None:
+        return (
+            None
+            if at >= enrollment.anchor
+            else f"{when} is before the enrollment starts ({isoformat_utc(enrollment.anchor)})"
+        )
+    if at < first.start:
+        return f"{when} is before the enrollment's first period starts ({isoformat_utc(first.start)})"
+    latest = await session.scalar(select(PeriodRow).where(periods).order_by(PeriodRow.start.desc()).limit(1))
+    assert latest is not None
+    if at < latest.end:
+        return f"no period covers {when} (the enrollment was paused then)"
+    if enrollment.status == EnrollmentStatus.PAUSED.value and enrollment.pause_reason == PauseReason.MANUAL.value:
+        return f"the enrollment is PAUSED (manual) since its latest period ended; no period covers {when}"
+    return None
+
+
 async def _has_event(session: AsyncSession, enrollment_id: str, event_key: str) -> bool:
     found = await session.scalar(
         select(EnrollmentLogRow.id).where(
@@ -696,7 +811,13 @@ async def _free_number(session: AsyncSession, column: InstrumentedAttribute[str]
 
 
 async def _insert_order(
-    session: AsyncSession, enrollment_id: str, period: PeriodWindow, order: OrderConfiguration, now: datetime
+    session: AsyncSession,
+    enrollment_id: str,
+    period: PeriodWindow,
+    order: OrderConfiguration,
+    now: datetime,
+    *,
+    status: OrderStatus = OrderStatus.PENDING,
 ) -> OrderRow:
     order_id = order_id_for(enrollment_id, period.start)
     payload = order.model_dump(mode="json")
@@ -706,7 +827,7 @@ async def _insert_order(
         enrollment_id=enrollment_id,
         period_start=period.start,
         period_end=period.end,
-        status=OrderStatus.PENDING.value,
+        status=status.value,
         context=payload["order_context"],
         created=now,
         updated=now,

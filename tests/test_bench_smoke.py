@@ -1,0 +1,22 @@
+"""The benchmark harness runs end to end in its tiny mode (structure and counts only: no timing is asserted)."""
+
+from __future__ import annotations
+
+import math
+
+from bench.__main__ import run
+
+SUMMARY_KEYS = {"start_ratio", "renewal_ratio", "events_per_period", "actions_per_period", "query_p99_ms"}
+
+
+async def test_bench_tiny_mode_measures_every_figure():
+    results = await run("tiny")
+    summary = results["summary"]
+    assert summary.keys() >= SUMMARY_KEYS
+    assert all(isinstance(summary[key], float) and math.isfinite(summary[key]) for key in SUMMARY_KEYS)
+    assert all(summary[key] > 0 for key in SUMMARY_KEYS)
+    assert results["start"]["starts_per_side"] > 0
+    assert results["renewal"]["periods"]["ours"] > 0 and results["renewal"]["periods"]["baseline"] > 0
+    assert results["cost"]["steady_runs"] >= 1 and results["cost"]["periods"] > 0
+    assert results["queries"]["warm"]["samples"] > 0 and results["queries"]["after_restart"]["samples"] > 0
+    assert results["database"]["periods_per_side"] > 0
