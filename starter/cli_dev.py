@@ -63,7 +63,7 @@ def dev(
 
 
 async def _run(config: DevConfig, demo: bool, metrics_host: str) -> None:
-    from starter.dev import DevStack, demo_steps, seed_demo
+    from starter.dev import DEMO_ENROLLMENTS, DevStack, demo_steps, seed_demo
     from starter.observability import configure_logging, metrics_runtime
 
     configure_logging("text", "WARNING")
@@ -85,7 +85,8 @@ async def _run(config: DevConfig, demo: bool, metrics_host: str) -> None:
                     config.effective_database_url,
                     progress=lambda label: progress.update(task, advance=1, description=label),
                 )
-            typer.echo(f"demo: {len(created)} enrollments created, the others were there already", err=True)
+            kept = len(DEMO_ENROLLMENTS) - len(created)
+            typer.echo(f"demo: {len(created)} enrollments created, {kept} kept from an earlier start", err=True)
         addresses = stack.addresses()
         typer.echo(
             "\n".join(
