@@ -39,6 +39,7 @@ from adapters.domain import (
     PeriodWindow,
     Product,
     ProductType,
+    order_status_change_problem,
 )
 from adapters.lifecycle import (
     ActivityName,
@@ -266,13 +267,20 @@ class EnrollmentActivities:
 
     @activity.defn(name=ActivityName.APPLY_ORDER_STATUS)
     async def apply_order_status(self, request: OrderStatusRequest) -> Order:
-        """Persist an order's new status; the order must belong to the enrollment."""
+        """Persist an order's new status; the order must belong to the enrollment and allow the change.
+
+        The workflow checks both for the orders it carries; this is the check for older ones (and a retry
+        after the commit finds the status set already, which is allowed).
+        """
         order = await self.repository.get_order(request.order_id)
         if order is None or order.enrollment_id != request.enrollment_id:
             raise non_retryable(
                 ErrorType.ORDER_NOT_FOUND,
-                f"order {request.order_id!r} does not belong to enrollment {request.enrollment_id!r}",
+                f"order {request.order_id!r} is not an order of enrollment {request.enrollment_id!r}",
             )
+        problem = order_status_change_problem(order, request.status)
+        if problem is not None:
+            raise non_retryable(ErrorType.INVALID_TRANSITION, problem)
         try:
             updated = await self.repository.set_order_status(request.order_id, request.status, now=request.now)
         except OrderNotFound as error:

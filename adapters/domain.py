@@ -70,6 +70,15 @@ class OrderStatus(StrEnum):
         return self in (OrderStatus.CONFIRMED, OrderStatus.FULFILLED)
 
 
+ORDER_STATUS_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.FULFILLED, OrderStatus.REJECTED}),
+    OrderStatus.CONFIRMED: frozenset({OrderStatus.FULFILLED, OrderStatus.REJECTED}),
+    OrderStatus.FULFILLED: frozenset(),
+    OrderStatus.REJECTED: frozenset(),
+}
+"""Allowed order status changes; setting the status an order already has is accepted and changes nothing."""
+
+
 def _check_timezone(name: str) -> str:
     if name in ("", "localtime") or name.startswith(("/", ".")) or ".." in name:
         raise ValueError(f"unknown IANA time zone {name!r}")
@@ -287,6 +296,13 @@ class Order(DomainModel):
     positions: list[OrderPosition] = Field(default_factory=list)
     context: dict[str, Any] = Field(default_factory=dict)
     created: UtcDatetime | None = None
+
+
+def order_status_change_problem(order: Order, status: OrderStatus) -> str | None:
+    """Why ``order`` cannot take ``status`` (see :data:`ORDER_STATUS_TRANSITIONS`), or None when it can."""
+    if status is order.status or status in ORDER_STATUS_TRANSITIONS[order.status]:
+        return None
+    return f"order {order.number} ({order.id}) is {order.status} and cannot become {status}"
 
 
 class EnrollmentLogEntry(DomainModel):

@@ -237,6 +237,10 @@ class EnrollmentView(Enrollment):
     orders: list[Order] = Field(default_factory=list)
     next_wake_up: UtcDatetime | None = None
     scheduled: ScheduledAction | None = None
+    history_trimmed: bool = Field(
+        default=False,
+        description="the workflow carries the latest periods, orders and log entries only; the database has all",
+    )
 
 
 class AccessCheck(DomainModel):

@@ -384,7 +384,10 @@ def status(ctx: typer.Context, enrollment_id: IdArgument, as_json: JsonOption = 
     ]
     if view.scheduled is not None:
         rows.append(["scheduled", f"{view.scheduled.kind} at {_when(view.scheduled.at)}"])
-    lines = [_table(["FIELD", "VALUE"], rows), "", f"periods ({len(view.periods)}):"]
+    lines = [_table(["FIELD", "VALUE"], rows), ""]
+    if view.history_trimmed:
+        lines.append("(the latest periods, orders and log entries; every one is in the database)")
+    lines.append(f"periods ({len(view.periods)}):")
     for period in view.periods:
         trial = " trial" if period.is_trial else ""
         order = f"  order {period.order_id} {period.order_status or ''}".rstrip() if period.order_id else ""

@@ -90,6 +90,7 @@ from adapters.domain import (
     MAX_QUANTITY,
     Configuration,
     ConfigurationEntry,
+    Enrollment,
     EnrollmentStatus,
     Order,
     OrderStatus,
@@ -511,8 +512,11 @@ class _Simulation:
             await self._apply(index, event)
         await self._advance_to(self.scenario.until)
         view = await self.client.get_enrollment(self.enrollment_id)
+        # Periods, orders and log from the database: the workflow carries recent history only.
+        stored = await self.repository.get_enrollment(self.enrollment_id)
+        assert stored is not None, "a registered enrollment is in the database"
         orders = await self.repository.list_orders(self.enrollment_id)
-        return self._result(view, orders)
+        return self._result(view, stored, orders)
 
     async def terminate_workflow(self) -> None:
         """Stop the workflow if it still runs, so no timer of it fires in an environment that outlives us."""
@@ -649,7 +653,7 @@ class _Simulation:
             return
         self.usage.append(SimulatedUsage(at=event.at, units=event.units, key=key, recorded=recorded))
 
-    def _result(self, view: EnrollmentView, orders: list[Order]) -> SimulationResult:
+    def _result(self, view: EnrollmentView, stored: Enrollment, orders: list[Order]) -> SimulationResult:
         return SimulationResult(
             enrollment=SimulatedEnrollment(
                 id=view.id,
@@ -660,14 +664,14 @@ class _Simulation:
                 anchor=view.anchor,
                 timezone=view.timezone,
                 adapter_key=view.adapter_key,
-                periods=[SimulatedPeriod.model_validate(period.model_dump()) for period in view.periods],
+                periods=[SimulatedPeriod.model_validate(period.model_dump()) for period in stored.periods],
             ),
             orders=[
                 SimulatedOrder.model_validate(order.model_dump(include=set(SimulatedOrder.model_fields)))
                 for order in orders
             ],
             access_checks=self.access_checks,
-            log=[SimulatedLogEntry.model_validate(entry.model_dump()) for entry in view.log],
+            log=[SimulatedLogEntry.model_validate(entry.model_dump()) for entry in stored.log],
             rejected=self.rejected,
             usage=self.usage,
         )

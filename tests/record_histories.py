@@ -93,6 +93,18 @@ async def registration_failure(env: WorkflowEnvironment, client: EnrollmentsClie
     return "failed"
 
 
+async def daily_with_trimmed_history(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
+    """Runs that carry recent history only, and a status change for an order older than that."""
+    enrollment_id = await client.create_enrollment(product_id="daily", user_id="u")
+    await env.sleep(timedelta(days=40, hours=1))
+    oldest = (await client.repository().list_orders(enrollment_id))[0]
+    await client.order_status_changed(oldest.id, OrderStatus.FULFILLED, enrollment_id=enrollment_id)
+    with contextlib.suppress(EnrollmentCommandRejected):  # checked by the activity: FULFILLED is final
+        await client.order_status_changed(oldest.id, OrderStatus.REJECTED, enrollment_id=enrollment_id)
+    await env.sleep(timedelta(days=2))
+    return enrollment_id
+
+
 SCENARIOS: dict[str, Scenario] = {
     "monthly_with_continue_as_new": monthly_with_continue_as_new,
     "pause_resume_terminate": pause_resume_terminate,
@@ -100,6 +112,7 @@ SCENARIOS: dict[str, Scenario] = {
     "overdue_and_payment": overdue_and_payment,
     "scheduled_start": scheduled_start,
     "registration_failure": registration_failure,
+    "daily_with_trimmed_history": daily_with_trimmed_history,
 }
 
 

@@ -31,7 +31,7 @@ from starter.client import EnrollmentCommandRejected, EnrollmentNotFound
 from tests.overdue_adapter import OverdueAfterOneDayAdapter
 from tests.temporal_env import add_product, running_worker
 from workflows.enrollment import EnrollmentWorkflow
-from workflows.enrollment_state import EnrollmentWorkflowInput
+from workflows.enrollment_state import KEPT_PERIODS, EnrollmentWorkflowInput
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 MONTHLY = ProductPlan(billing_interval=BillingInterval.MONTHS)
@@ -343,17 +343,60 @@ async def test_ten_years_monthly_keeps_each_run_small(time_skipping_env, databas
         enrollment_id = await client.create_enrollment(product_id="p", user_id="u")
         await env.sleep(timedelta(days=3653))
         view = await client.get_enrollment(enrollment_id)
-        assert len(view.periods) == 121
         handle = env.client.get_workflow_handle(workflow_id_for(enrollment_id))
         first = (
             (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes.first_execution_run_id
         )
         runs = [history async for history in _histories(env.client, workflow_id_for(enrollment_id), first)]
-        sizes = [len(history.events) for history in runs]
-        assert max(sizes) < 1000, sizes
-        steady = runs[1:-1]
-        per_period = sum(len(history.events) for history in steady) / (12 * len(steady))
-        assert per_period <= 12, f"{per_period:.1f} history events per period"
+    sizes = [len(history.events) for history in runs]
+    assert max(sizes) < 1000, sizes
+    steady = runs[1:-1]
+    per_period = sum(len(history.events) for history in steady) / (12 * len(steady))
+    assert per_period <= 12, f"{per_period:.1f} history events per period"
+
+    stored, orders = await _stored(database_url, enrollment_id)
+    assert stored is not None and len(stored.periods) == len(orders) == 121, "the database keeps every period"
+    # The workflow carries the recent history only: its view ends like the database and each run's input
+    # (the state continued as new) stops growing once the enrollment has more periods than it carries.
+    assert view.history_trimmed
+    assert KEPT_PERIODS <= len(view.periods) < KEPT_PERIODS + 12
+    assert view.periods == stored.periods[-len(view.periods) :]
+    assert {order.id for order in view.orders} == {period.order_id for period in view.periods}
+    inputs = [len(run.events[0].workflow_execution_started_event_attributes.input.payloads[0].data) for run in runs]
+    carried = inputs[2:]  # from the third run on, every run starts with KEPT_PERIODS periods
+    assert max(carried) - min(carried) < 0.05 * min(carried), inputs
+
+
+@SQLITE_ONLY
+async def test_orders_older_than_the_carried_history_are_checked_in_the_database(time_skipping_env, database_url):
+    env = time_skipping_env
+    await add_product(database_url, "p", ProductPlan(billing_interval=BillingInterval.DAYS))
+    async with running_worker(env, database_url) as (client, _):
+        enrollment_id = await client.create_enrollment(product_id="p", user_id="u")
+        other = await client.create_enrollment(product_id="p", user_id="v")
+        await env.sleep(timedelta(days=KEPT_PERIODS + 26, hours=1))
+        _, orders = await _stored(database_url, enrollment_id)
+        view = await client.get_enrollment(enrollment_id)
+        oldest = orders[0]
+        assert view.history_trimmed and oldest.id not in {order.id for order in view.orders}
+
+        await client.order_status_changed(oldest.id, OrderStatus.CONFIRMED)
+        await client.order_status_changed(oldest.id, OrderStatus.FULFILLED)
+        with pytest.raises(EnrollmentCommandRejected, match=r"is FULFILLED and cannot become PENDING"):
+            await client.order_status_changed(oldest.id, OrderStatus.PENDING)
+        _, foreign = await _stored(database_url, other)
+        with pytest.raises(EnrollmentCommandRejected, match=rf"is not an order of enrollment '{enrollment_id}'"):
+            await client.order_status_changed(foreign[0].id, OrderStatus.CONFIRMED, enrollment_id=enrollment_id)
+        # A signal that cannot be applied is logged and ignored: the enrollment goes on.
+        handle = env.client.get_workflow_handle(workflow_id_for(enrollment_id))
+        await handle.signal(MessageName.ORDER_STATUS_SIGNAL, {"order_id": foreign[0].id, "status": "REJECTED"})
+        await env.sleep(timedelta(days=2))
+        after = await client.get_enrollment(enrollment_id)
+    assert after.status is EnrollmentStatus.ACTIVE and after.periods[-1].start > view.periods[-1].start
+    _, orders = await _stored(database_url, enrollment_id)
+    _, foreign = await _stored(database_url, other)
+    assert orders[0].status is OrderStatus.FULFILLED and orders[1].status is OrderStatus.PENDING
+    assert foreign[0].status is OrderStatus.PENDING
 
 
 @SQLITE_ONLY

@@ -15,11 +15,17 @@ import pytest
 
 from activities.persistence import EnrollmentRepository, create_engine, session_factory
 from adapters.builtin import director_from_names
-from adapters.domain import BillingInterval, EnrollmentStatus, OrderStatus, PauseReason, ProductPlan
+from adapters.domain import (
+    ORDER_STATUS_TRANSITIONS,
+    BillingInterval,
+    EnrollmentStatus,
+    OrderStatus,
+    PauseReason,
+    ProductPlan,
+)
 from adapters.lifecycle import EnrollmentView, MessageName, OrderStatusChange, workflow_id_for
 from starter.client import EnrollmentCommandRejected, EnrollmentsClient
 from tests.temporal_env import add_product, running_worker
-from workflows.transitions import ORDER_STATUS_TRANSITIONS
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 PENDING, CONFIRMED, FULFILLED, REJECTED = OrderStatus

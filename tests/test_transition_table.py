@@ -80,7 +80,16 @@ class Expect:
 ACTIVE, PAUSED, TERMINATED = EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED, EnrollmentStatus.TERMINATED
 MANUAL, OVERDUE = PauseReason.MANUAL, PauseReason.OVERDUE
 
-COMMANDS = ("pause", "pause@end", "resume", "terminate", "terminate@end", "terminate!", "order_confirmed")
+COMMANDS = (
+    "pause",
+    "pause@end",
+    "resume",
+    "terminate",
+    "terminate@end",
+    "terminate!",
+    "order_confirmed",
+    "activate",
+)
 
 TABLE: dict[str, dict[str, Expect | str]] = {
     "INITIAL": {
@@ -91,6 +100,7 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate@end": Expect(TERMINATED, expires="now"),
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": REJECT,
+        "activate": Expect(ACTIVE),
     },
     "ACTIVE": {
         "pause": Expect(PAUSED, MANUAL),
@@ -100,6 +110,7 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate@end": Expect(ACTIVE, scheduled="terminate"),
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(ACTIVE),
+        "activate": REJECT,
     },
     "ACTIVE+pause@end": {
         "pause": Expect(PAUSED, MANUAL),
@@ -109,6 +120,7 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate@end": Expect(ACTIVE, scheduled="terminate"),
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(ACTIVE, scheduled="pause"),
+        "activate": REJECT,
     },
     "ACTIVE+terminate@end": {
         "pause": REJECT,
@@ -118,6 +130,7 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate@end": REJECT,
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(ACTIVE, scheduled="terminate"),
+        "activate": REJECT,
     },
     "PAUSED(manual)": {
         "pause": REJECT,
@@ -127,6 +140,7 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate@end": Expect(TERMINATED, expires="now"),
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(PAUSED, MANUAL),
+        "activate": REJECT,
     },
     "PAUSED(overdue)": {
         "pause": Expect(PAUSED, MANUAL),
@@ -136,6 +150,7 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate@end": Expect(TERMINATED, expires="now"),
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(ACTIVE),
+        "activate": REJECT,
     },
     "TERMINATED": dict.fromkeys(COMMANDS, REJECT),
 }
@@ -154,6 +169,8 @@ async def _send(client: EnrollmentsClient, enrollment_id: str, command: str) -> 
         return await client.terminate(enrollment_id, at_period_end=True)
     if command == "terminate!":
         return await client.terminate(enrollment_id, immediately=True)
+    if command == "activate":
+        return await client.activate(enrollment_id)
     view = await client.get_enrollment(enrollment_id)
     order_id = view.orders[-1].id if view.orders else "no-such-order"
     return await client.order_status_changed(order_id, OrderStatus.CONFIRMED, enrollment_id=enrollment_id)

@@ -53,7 +53,12 @@ with workflow.unsafe.imports_passed_through():
         TerminateRequest,
     )
     from workflows.details import render_details
-    from workflows.enrollment_state import CommandOutcome, EnrollmentWorkflowInput, EnrollmentWorkflowState
+    from workflows.enrollment_state import (
+        CommandOutcome,
+        EnrollmentWorkflowInput,
+        EnrollmentWorkflowState,
+        carried_over,
+    )
     from workflows.search_attributes import (
         ENROLLMENT_NEXT_PERIOD_AT,
         ENROLLMENT_PRODUCT_ID,
@@ -67,6 +72,18 @@ BOUNDARIES_BEFORE_COMMANDS = "boundaries-before-commands"
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1)
 )
+
+
+REFUSED_ORDER_CHANGES = (ErrorType.ORDER_NOT_FOUND, ErrorType.INVALID_TRANSITION)
+
+
+class CommandRefused(Exception):
+    """A command found inapplicable while it was applied; an update that sent it fails with this."""
+
+    def __init__(self, message: str, error_type: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
 
 
 @workflow.defn(name="EnrollmentWorkflow")
@@ -109,7 +126,7 @@ class EnrollmentWorkflow:
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self.state.commands))
                 if not self.state.commands:
                     self.state.periods_this_run = 0
-                    workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
+                    workflow.continue_as_new(self.input.model_copy(update={"state": carried_over(self.state)}))
                 continue
             await self._sleep_until_next_boundary()
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self.state.commands))
@@ -255,14 +272,25 @@ class EnrollmentWorkflow:
             # boundary still gets that period), also when a late workflow task sees both at once.
             if workflow.patched(BOUNDARIES_BEFORE_COMMANDS):
                 await self._reach_boundaries(command.at)
-            problem = rejection(self._enrollment, self.state.scheduled, self.state.orders, command.body, command.at)
-            if problem is not None:
+            problem = self._rejection(command.body, command.at)
+            refusal = None if problem is None else CommandRefused(problem, ErrorType.INVALID_TRANSITION)
+            if refusal is None:
+                try:
+                    await self._apply(command.body, command.at)
+                except CommandRefused as refused:
+                    refusal = refused
+            if refusal is not None:
                 if not command.from_update:
-                    workflow.logger.warning("ignored %s: %s", command.body.kind, problem)
-                self._finish(command, problem, ErrorType.INVALID_TRANSITION)
+                    workflow.logger.warning("ignored %s: %s", command.body.kind, refusal.message)
+                self._finish(command, refusal.message, refusal.error_type)
                 continue
-            await self._apply(command.body, command.at)
             self._applied.append(command)
+
+    def _rejection(self, body: CommandBody, at: datetime) -> str | None:
+        state = self.state
+        return rejection(
+            state.enrollment, state.scheduled, state.orders, body, at, all_orders_known=not state.history_trimmed
+        )
 
     def _finish(self, command: QueuedCommand, error: str | None, error_type: str | None) -> None:
         if command.from_update:
@@ -328,14 +356,21 @@ class EnrollmentWorkflow:
 
     async def _order_status(self, body: OrderStatusCommand, at: datetime) -> None:
         enrollment = self._enrollment
-        updated = await workflow.execute_activity(
-            ActivityName.APPLY_ORDER_STATUS,
-            OrderStatusRequest(enrollment_id=enrollment.id, order_id=body.order_id, status=body.status, now=at),
-            result_type=Order,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-            summary=f"order {body.order_id} → {body.status}",
-        )
+        try:
+            updated = await workflow.execute_activity(
+                ActivityName.APPLY_ORDER_STATUS,
+                OrderStatusRequest(enrollment_id=enrollment.id, order_id=body.order_id, status=body.status, now=at),
+                result_type=Order,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary=f"order {body.order_id} → {body.status}",
+            )
+        except ActivityError as error:
+            # Only for an order older than what this run carries: the activity checked it in the database.
+            cause = error.cause
+            if not isinstance(cause, ApplicationError) or cause.type not in REFUSED_ORDER_CHANGES:
+                raise
+            raise CommandRefused(cause.message, cause.type) from None
         self.state.orders = [updated if order.id == updated.id else order for order in self.state.orders]
         for period in enrollment.periods:
             if period.order_id == updated.id:
@@ -446,6 +481,7 @@ class EnrollmentWorkflow:
             )
         return EnrollmentView(
             **self.state.enrollment.model_dump(),
+            history_trimmed=self.state.history_trimmed,
             orders=self.state.orders,
             next_wake_up=self._next_wake_up(),
             scheduled=self.state.scheduled,
@@ -484,7 +520,7 @@ class EnrollmentWorkflow:
             raise ApplicationError(self.state.failure, type=self.state.failure_type)
         if self.state.enrollment is None:
             return  # registration still running: the loop decides once it has the enrollment
-        problem = rejection(self.state.enrollment, self.state.scheduled, self.state.orders, body, workflow.now())
+        problem = self._rejection(body, workflow.now())
         if problem is not None:
             raise ApplicationError(problem, type=ErrorType.INVALID_TRANSITION, non_retryable=True)
 

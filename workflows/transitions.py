@@ -10,7 +10,14 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from adapters.domain import Enrollment, EnrollmentStatus, Order, OrderStatus, PauseReason, isoformat_utc
+    from adapters.domain import (
+        Enrollment,
+        EnrollmentStatus,
+        Order,
+        PauseReason,
+        isoformat_utc,
+        order_status_change_problem,
+    )
     from adapters.lifecycle import (
         ActivateCommand,
         CatchUpCommand,
@@ -21,14 +28,6 @@ with workflow.unsafe.imports_passed_through():
         ScheduledAction,
         TerminateCommand,
     )
-
-ORDER_STATUS_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.FULFILLED, OrderStatus.REJECTED}),
-    OrderStatus.CONFIRMED: frozenset({OrderStatus.FULFILLED, OrderStatus.REJECTED}),
-    OrderStatus.FULFILLED: frozenset(),
-    OrderStatus.REJECTED: frozenset(),
-}
-"""Allowed order status changes; setting the status an order already has is accepted and changes nothing."""
 
 
 def _describe(enrollment: Enrollment) -> str:
@@ -43,8 +42,14 @@ def rejection(
     orders: list[Order],
     command: CommandBody,
     at: datetime,
+    *,
+    all_orders_known: bool = True,
 ) -> str | None:
-    """Why ``command`` cannot be applied to the enrollment now, or None when it can."""
+    """Why ``command`` cannot be applied to the enrollment now, or None when it can.
+
+    With ``all_orders_known`` False (the workflow carries recent orders only), a status change for an order
+    not in ``orders`` is accepted here and checked against the database by the activity.
+    """
     if isinstance(command, CatchUpCommand):
         return None
     if enrollment is None:
@@ -52,7 +57,7 @@ def rejection(
     name = f"enrollment {enrollment.id!r}"
     status = enrollment.status
     if isinstance(command, OrderStatusCommand):
-        return _order_status_rejection(name, orders, command)
+        return _order_status_rejection(name, orders, command, all_orders_known=all_orders_known)
     if status is EnrollmentStatus.TERMINATED:
         return f"{name} is TERMINATED; it accepts no {command.kind}"
     if isinstance(command, PauseCommand):
@@ -84,13 +89,13 @@ def rejection(
     raise TypeError(f"unknown command {command!r}")  # pragma: no cover - CommandBody is a closed union
 
 
-def _order_status_rejection(name: str, orders: list[Order], command: OrderStatusCommand) -> str | None:
+def _order_status_rejection(
+    name: str, orders: list[Order], command: OrderStatusCommand, *, all_orders_known: bool
+) -> str | None:
     order = next((order for order in orders if order.id == command.order_id), None)
     if order is None:
-        return f"order {command.order_id!r} is not an order of {name}"
-    if command.status is order.status or command.status in ORDER_STATUS_TRANSITIONS[order.status]:
-        return None
-    return f"order {order.number} ({order.id}) is {order.status} and cannot become {command.status}"
+        return f"order {command.order_id!r} is not an order of {name}" if all_orders_known else None
+    return order_status_change_problem(order, command.status)
 
 
 def describe_status(enrollment: Enrollment) -> str:
