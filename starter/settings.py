@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     )
     metrics_port: int | None = Field(default=None, ge=0, le=65_535, alias="ENROLLMENTS_METRICS_PORT")
     metrics_host: str = Field(default="127.0.0.1", alias="ENROLLMENTS_METRICS_HOST")
+    max_cached_workflows: int = Field(
+        default=1_000,
+        ge=0,
+        le=1_000_000,
+        alias="ENROLLMENTS_MAX_CACHED_WORKFLOWS",
+        description="enrollment workflows a worker keeps in memory; size it to its share of open enrollments",
+    )
     log_format: Literal["json", "text"] = Field(default="json", alias="ENROLLMENTS_LOG_FORMAT")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="ENROLLMENTS_LOG_LEVEL")
     # Security (docs/security.md): TLS / mTLS / API key for Temporal, the payload codec key; secrets never in repr.

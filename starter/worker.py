@@ -72,8 +72,13 @@ def build_worker(
     task_queue: str,
     director: EnrollmentDirector,
     max_concurrent_activities: int = 50,
+    max_cached_workflows: int = 1_000,
 ) -> WorkerResources:
-    """A worker for ``task_queue`` whose activities persist to ``database_url``."""
+    """A worker for ``task_queue`` whose activities persist to ``database_url``.
+
+    ``max_cached_workflows``: past it, a woken enrollment is replayed from its history first (slower, and
+    a generator pass over more open enrollments than the cache holds replays most of them).
+    """
     engine = create_engine(database_url)
     repository = EnrollmentRepository(session_factory(engine))
     activities = EnrollmentActivities(repository, director)
@@ -86,6 +91,7 @@ def build_worker(
         activities=[*activities.all(), *generator.all()],
         workflow_runner=sandbox_runner(),
         max_concurrent_activities=max_concurrent_activities,
+        max_cached_workflows=max_cached_workflows,
         # Project counters on the client's runtime meter: served with the SDK's metrics when it has Prometheus.
         interceptors=[
             EnrollmentMetricsInterceptor((client.service_client.config.runtime or Runtime.default()).metric_meter)
@@ -104,6 +110,7 @@ async def run_worker(settings: Settings) -> None:
         database_url=settings.database_url,
         task_queue=settings.task_queue,
         director=director_from_names(settings.adapter_names),
+        max_cached_workflows=settings.max_cached_workflows,
     )
     await apply_autoschedule(client, settings)  # ENROLLMENTS_AUTOSCHEDULE_CRON: the order generator's schedule
     stop = asyncio.Event()

@@ -141,3 +141,25 @@ def test_metrics_port_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.metrics_port == 9464 and settings.log_format == "text"
     assert metrics_runtime(0) is None and metrics_runtime(None) is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_worker_cache_size_setting(monkeypatch: pytest.MonkeyPatch, time_skipping_env, database_url) -> None:
+    assert Settings().max_cached_workflows == 1_000
+    monkeypatch.setenv("ENROLLMENTS_MAX_CACHED_WORKFLOWS", "5000")
+    settings = Settings()
+    assert settings.max_cached_workflows == 5_000
+    monkeypatch.setenv("ENROLLMENTS_MAX_CACHED_WORKFLOWS", "-1")
+    with pytest.raises(ValueError, match="ENROLLMENTS_MAX_CACHED_WORKFLOWS"):
+        Settings()
+    resources = build_worker(
+        time_skipping_env.client,
+        database_url=database_url,
+        task_queue="cache-size",
+        director=director_from_names(["licensed"]),
+        max_cached_workflows=settings.max_cached_workflows,
+    )
+    try:
+        assert resources.worker.config()["max_cached_workflows"] == 5_000
+    finally:
+        await resources.close()
