@@ -22,23 +22,25 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.persistence import upgrade_async
 from adapters.director import EnrollmentDirector
-from adapters.domain import BillingInterval, OrderStatus, ProductPlan
+from adapters.domain import BillingInterval, OrderStatus, Product, ProductPlan, ProductType
 from adapters.licensed import LicensedAdapter
 from adapters.lifecycle import workflow_id_for
 from starter.client import EnrollmentCommandRejected, EnrollmentsClient
 from starter.temporal_binaries import register_search_attributes, test_server_path
 from tests.overdue_adapter import OverdueAfterOneDayAdapter
 from tests.temporal_env import add_product, running_worker
+from workflows.order_generator import GenerateEnrollmentOrders, GenerateOrdersInput
 
 HISTORIES = Path(__file__).parent / "histories"
 
 Scenario = Callable[[WorkflowEnvironment, EnrollmentsClient], Awaitable[str]]
+"""Runs on a worker with the test server; returns the id of the workflow whose runs are recorded."""
 
 
 async def monthly_with_continue_as_new(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
     enrollment_id = await client.create_enrollment(product_id="monthly-trial", user_id="u", timezone="Europe/Zurich")
     await env.sleep(timedelta(days=400))
-    return enrollment_id
+    return workflow_id_for(enrollment_id)
 
 
 async def pause_resume_terminate(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
@@ -53,7 +55,7 @@ async def pause_resume_terminate(env: WorkflowEnvironment, client: EnrollmentsCl
     await client.order_status_changed(view.orders[-1].id, OrderStatus.CONFIRMED, enrollment_id=enrollment_id)
     await client.terminate(enrollment_id, at_period_end=True)
     await env.sleep(timedelta(days=35))
-    return enrollment_id
+    return workflow_id_for(enrollment_id)
 
 
 async def signals_and_rejections(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
@@ -68,7 +70,7 @@ async def signals_and_rejections(env: WorkflowEnvironment, client: EnrollmentsCl
     await handle.signal("catch_up")
     await env.sleep(timedelta(days=2))
     await client.terminate(enrollment_id, immediately=True)
-    return enrollment_id
+    return workflow_id_for(enrollment_id)
 
 
 async def overdue_and_payment(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
@@ -77,20 +79,20 @@ async def overdue_and_payment(env: WorkflowEnvironment, client: EnrollmentsClien
     view = await client.get_enrollment(enrollment_id)
     await client.order_status_changed(view.orders[-1].id, OrderStatus.CONFIRMED, enrollment_id=enrollment_id)
     await env.sleep(timedelta(days=3))
-    return enrollment_id
+    return workflow_id_for(enrollment_id)
 
 
 async def scheduled_start(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
     start = await env.get_current_time() + timedelta(days=5)
     enrollment_id = await client.create_enrollment(product_id="monthly", user_id="u", start=start)
     await env.sleep(timedelta(days=40))
-    return enrollment_id
+    return workflow_id_for(enrollment_id)
 
 
 async def registration_failure(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
     with contextlib.suppress(EnrollmentCommandRejected):
         await client.create_enrollment(product_id="no-such-product", user_id="u", enrollment_id="failed")
-    return "failed"
+    return workflow_id_for("failed")
 
 
 async def daily_with_trimmed_history(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
@@ -102,7 +104,24 @@ async def daily_with_trimmed_history(env: WorkflowEnvironment, client: Enrollmen
     with contextlib.suppress(EnrollmentCommandRejected):  # checked by the activity: FULFILLED is final
         await client.order_status_changed(oldest.id, OrderStatus.REJECTED, enrollment_id=enrollment_id)
     await env.sleep(timedelta(days=2))
-    return enrollment_id
+    return workflow_id_for(enrollment_id)
+
+
+async def order_generator_with_a_failure(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
+    """GenerateEnrollmentOrders over three enrollments, one page per run, one of them unprocessable."""
+    for user in ("a", "b", "c"):
+        await client.create_enrollment(product_id="daily" if user != "b" else "weekly", user_id=user)
+    now = await env.get_current_time()  # the product of "b" is no plan any more: reported, the rest goes on
+    await client.repository().upsert_product(Product(id="weekly", type=ProductType.SIMPLE_PRODUCT), now=now)
+    await env.sleep(timedelta(days=1, hours=1))
+    workflow_id = "generate-enrollment-orders-recorded"
+    await client.client.execute_workflow(
+        GenerateEnrollmentOrders.run,
+        GenerateOrdersInput(page_size=2, pages_per_run=1),
+        id=workflow_id,
+        task_queue=client.task_queue,
+    )
+    return workflow_id
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -113,6 +132,7 @@ SCENARIOS: dict[str, Scenario] = {
     "scheduled_start": scheduled_start,
     "registration_failure": registration_failure,
     "daily_with_trimmed_history": daily_with_trimmed_history,
+    "order_generator_with_a_failure": order_generator_with_a_failure,
 }
 
 
@@ -158,8 +178,7 @@ async def record() -> dict[str, str]:
                 await register_search_attributes(env.client, "default")
                 director = EnrollmentDirector([OverdueAfterOneDayAdapter, LicensedAdapter])
                 async with running_worker(env, database_url, director=director) as (client, _):
-                    enrollment_id = await scenario(env, client)
-                    recorded |= await _runs(env.client, name, workflow_id_for(enrollment_id))
+                    recorded |= await _runs(env.client, name, await scenario(env, client))
             finally:
                 await env.shutdown()
     return recorded
