@@ -56,3 +56,12 @@ def test_old_history_is_left_to_the_database() -> None:
     assert [order.id for order in carried.orders] == [f"o-{n}" for n in range(40, total)] + ["checkout"]
     assert carried.enrollment.log == state.enrollment.log[-KEPT_LOG_ENTRIES:]
     assert carried_over(carried) == carried, "carrying again changes nothing"
+
+
+def test_a_long_log_is_trimmed_alone() -> None:
+    for periods in ([], [_period(0)]):  # e.g. a scheduled start that was changed many times: no period yet
+        state = _state(periods, [_order(0)] if periods else [], KEPT_LOG_ENTRIES + 1)
+        carried = carried_over(state)
+        assert carried.enrollment is not None and state.enrollment is not None
+        assert carried.enrollment.periods == periods and carried.orders == state.orders
+        assert carried.enrollment.log == state.enrollment.log[1:] and carried.history_trimmed

@@ -66,17 +66,19 @@ def carried_over(state: EnrollmentWorkflowState) -> EnrollmentWorkflowState:
     log = enrollment.log
     if len(periods) <= KEPT_PERIODS and len(log) <= KEPT_LOG_ENTRIES:
         return state
-    oldest_kept = periods[-KEPT_PERIODS].start if len(periods) > KEPT_PERIODS else periods[0].start
-    kept_periods = [
-        period
-        for period in periods
-        if period.start >= oldest_kept or (period.order_id is None and period.billed_at is None)
-    ]
-    kept_order_ids = {period.order_id for period in kept_periods if period.order_id is not None}
-    kept_orders = [
-        order
-        for order in state.orders
-        if order.id in kept_order_ids or order.period_start is None or order.period_start >= oldest_kept
-    ]
+    kept_periods, kept_orders = periods, state.orders
+    if len(periods) > KEPT_PERIODS:
+        oldest_kept = periods[-KEPT_PERIODS].start
+        kept_periods = [
+            period
+            for period in periods
+            if period.start >= oldest_kept or (period.order_id is None and period.billed_at is None)
+        ]
+        kept_order_ids = {period.order_id for period in kept_periods if period.order_id is not None}
+        kept_orders = [
+            order
+            for order in state.orders
+            if order.id in kept_order_ids or order.period_start is None or order.period_start >= oldest_kept
+        ]
     trimmed = enrollment.model_copy(update={"periods": kept_periods, "log": log[-KEPT_LOG_ENTRIES:]})
     return state.model_copy(update={"enrollment": trimmed, "orders": kept_orders, "history_trimmed": True})
