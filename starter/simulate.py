@@ -101,7 +101,7 @@ from adapters.domain import (
     UtcDatetime,
     isoformat_utc,
 )
-from adapters.lifecycle import EnrollmentView, workflow_id_for
+from adapters.lifecycle import EnrollmentView, PauseRequest, ResumeRequest, TerminateRequest, workflow_id_for
 from starter.client import EnrollmentClientError, EnrollmentCommandRejected, EnrollmentsClient
 from starter.settings import Settings
 from starter.temporal_binaries import register_search_attributes, test_server_path
@@ -162,28 +162,18 @@ class _Event(_ScenarioModel):
     at: UtcDatetime
 
 
-class PauseEvent(_Event):
+class PauseEvent(_Event, PauseRequest):
     type: Literal["pause"]
-    reason: str | None = Field(default=None, max_length=500)
-    at_period_end: bool = False
 
 
-class ResumeEvent(_Event):
+class ResumeEvent(_Event, ResumeRequest):
     type: Literal["resume"]
-    reason: str | None = Field(default=None, max_length=500)
 
 
-class TerminateEvent(_Event):
+class TerminateEvent(_Event, TerminateRequest):
+    """The command's own fields and rules (``at_period_end`` and ``immediately`` exclude each other)."""
+
     type: Literal["terminate"]
-    reason: str | None = Field(default=None, max_length=500)
-    at_period_end: bool = False
-    immediately: bool = False
-
-    @model_validator(mode="after")
-    def _one_moment(self) -> Self:
-        if self.at_period_end and self.immediately:
-            raise ValueError("at_period_end and immediately exclude each other")
-        return self
 
 
 def _order_reference(value: object) -> Literal["latest"] | int:
