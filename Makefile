@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test lint typecheck pytest format clean bench bench-quick chaos chaos-short
+.PHONY: install dev test test-unit lint typecheck pytest format clean bench bench-quick chaos chaos-short
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ pytest: install
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# The pure tests only (tests/unit): no server, no database; seconds.
+test-unit: install
+	$(BIN)/pytest -q tests/unit
 
 # Benchmarks (docs/BENCHMARKS.md): results in bench/results/<mode>.json, the headline figures as the last line.
 bench: install

@@ -21,11 +21,12 @@ from activities.faults import FaultPoint, fault_injector
 from activities.persistence import (
     EnrollmentConflict,
     EnrollmentNotFound,
-    EnrollmentRepository,
+    MakeOrder,
     OrderNotFound,
     ProductNotFound,
+    Store,
 )
-from adapters.base import EnrollmentAdapter, EnrollmentContext
+from adapters.base import EnrollmentAdapter, EnrollmentContext, EnrollmentServices
 from adapters.calendar import InvalidPlanError, validate_plan
 from adapters.director import EnrollmentDirector, NoAdapterForPlanError, UnknownAdapterError
 from adapters.domain import (
@@ -39,7 +40,6 @@ from adapters.domain import (
     PeriodWindow,
     Product,
     ProductType,
-    order_status_change_problem,
 )
 from adapters.lifecycle import (
     ActivityName,
@@ -73,26 +73,26 @@ def plan_product_problem(product_id: str, product: Product | None) -> tuple[Erro
     return None
 
 
-class RepositoryServices:
-    """The I/O adapters may use in their async actions, backed by the repository."""
+class StoreServices:
+    """The I/O adapters may use in their async actions, backed by the store."""
 
-    def __init__(self, repository: EnrollmentRepository) -> None:
-        self._repository = repository
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     async def find_order(self, order_id: str) -> Order | None:
-        return await self._repository.get_order(order_id)
+        return await self._store.billing.get_order(order_id)
 
     async def usage_units(self, enrollment_id: str, start: datetime, end: datetime) -> int:
-        return await self._repository.usage_units(enrollment_id, start, end)
+        return await self._store.usage.units(enrollment_id, start, end)
 
 
 class EnrollmentActivities:
-    """Activities bound to one repository and one director (build one per worker)."""
+    """Activities bound to one store and one director (build one per worker)."""
 
-    def __init__(self, repository: EnrollmentRepository, director: EnrollmentDirector) -> None:
-        self.repository = repository
+    def __init__(self, store: Store, director: EnrollmentDirector) -> None:
+        self.store = store
         self.director = director
-        self.services = RepositoryServices(repository)
+        self.services = StoreServices(store)
 
     def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
@@ -105,7 +105,7 @@ class EnrollmentActivities:
 
     async def _plan_product(self, product_id: str) -> Product:
         try:
-            product = await self.repository.get_product(product_id)
+            product = await self.store.products.get(product_id)
         except ValidationError as error:  # a row written by another tool: retrying cannot fix it
             problems = "; ".join(f"plan.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             message = f"product {product_id!r} has an invalid plan: {problems}"
@@ -117,13 +117,20 @@ class EnrollmentActivities:
         return product
 
     async def _enrollment(self, enrollment_id: str) -> Enrollment:
-        enrollment = await self.repository.get_enrollment(enrollment_id)
+        enrollment = await self.store.enrollments.get(enrollment_id)
         if enrollment is None:
             raise non_retryable(ErrorType.ENROLLMENT_NOT_FOUND, f"enrollment {enrollment_id!r} does not exist")
         return enrollment
 
-    def _actions(self, enrollment: Enrollment, product: Product, now: datetime, adapter_key: str) -> EnrollmentAdapter:
-        context = EnrollmentContext(enrollment=enrollment, product=product, now=now, services=self.services)
+    def _actions(
+        self,
+        enrollment: Enrollment,
+        product: Product,
+        now: datetime,
+        adapter_key: str,
+        services: EnrollmentServices | None = None,
+    ) -> EnrollmentAdapter:
+        context = EnrollmentContext(enrollment=enrollment, product=product, now=now, services=services or self.services)
         try:
             return self.director.actions(context, adapter_key)
         except UnknownAdapterError as error:
@@ -139,7 +146,7 @@ class EnrollmentActivities:
         except NoAdapterForPlanError as error:
             raise non_retryable(ErrorType.NO_ADAPTER, f"product {product.id!r}: {error}") from None
         try:
-            enrollment = await self.repository.create_enrollment(
+            enrollment = await self.store.enrollments.create(
                 request.enrollment_id,
                 request.terms,
                 anchor=request.anchor,
@@ -172,8 +179,8 @@ class EnrollmentActivities:
             # In arrears, a period's order is made by the billing pass below once the period has ended.
             wants_order = not (next_window.is_trial or in_arrears)
             order = await actions.configuration_for_order(next_window) if wants_order else None
-            paid = checkout_paid_order(enrollment, next_window, order, in_arrears=in_arrears)  # issue 5: checkout
-            period, made = await self.repository.add_period(
+            paid = checkout_paid_order(enrollment, next_window, order, in_arrears=in_arrears)
+            period, made = await self.store.billing.add_period(
                 request.enrollment_id,
                 next_window,
                 paid or order,
@@ -218,20 +225,27 @@ class EnrollmentActivities:
         """Bill every period whose service has ended and that is not billed yet, oldest first.
 
         For each one the adapter's ``configuration_for_order`` makes the order (or None: nothing to bill)
-        inside :meth:`EnrollmentRepository.bill_period`, which marks the period billed either way, so it is
-        never asked again and a retry creates no second order. Returns the updated snapshot.
+        inside :meth:`BillingRepository.bill_period`, which marks the period billed either way, so it is
+        never asked again and a retry creates no second order. The adapter reads the usage through the
+        billing transaction's own session. Returns the updated snapshot.
         """
         for period in list(enrollment.periods):
             if _is_closed(period) or enrollment.service_end(period) > now:
                 continue
-            actions = self._actions(enrollment, product, now, adapter_key)
-            stored, _ = await self.repository.bill_period(
-                enrollment.id, period.start, actions.configuration_for_order, now=now
-            )
+            make_order = self._order_maker(enrollment, product, now, adapter_key)
+            stored, _ = await self.store.billing.bill_period(enrollment.id, period.start, make_order, now=now)
             fault_injector.hit(FaultPoint.AFTER_COMMIT)
             periods = [stored if known.start == stored.start else known for known in enrollment.periods]
             enrollment = enrollment.model_copy(update={"periods": periods})
         return enrollment
+
+    def _order_maker(self, enrollment: Enrollment, product: Product, now: datetime, adapter_key: str) -> MakeOrder:
+        """The adapter's ``configuration_for_order`` for ``enrollment``, on the services it is handed."""
+
+        async def make_order(window: PeriodWindow, services: EnrollmentServices) -> OrderConfiguration | None:
+            return await self._actions(enrollment, product, now, adapter_key, services).configuration_for_order(window)
+
+        return make_order
 
     async def _orders_of(self, periods: list[Period], written: dict[str, Order]) -> list[Order]:
         """The orders of ``periods`` by period start: those this call wrote as they are, the others (an earlier
@@ -240,7 +254,7 @@ class EnrollmentActivities:
         for period in sorted(periods, key=lambda period: period.start):
             if period.order_id is None:
                 continue
-            order = written.get(period.order_id) or await self.repository.get_order(period.order_id)
+            order = written.get(period.order_id) or await self.store.billing.get_order(period.order_id)
             if order is not None:
                 orders.append(order)
         return orders
@@ -249,16 +263,7 @@ class EnrollmentActivities:
     async def change_enrollment_status(self, request: StatusChangeRequest) -> None:
         """Record a status change with its reason in the enrollment's log (idempotent by event key)."""
         try:
-            await self.repository.change_status(
-                request.enrollment_id,
-                request.status,
-                event_key=request.event_key,
-                at=request.at,
-                info=request.info,
-                pause_reason=request.pause_reason,
-                expires=request.expires,
-                anchor=request.anchor,
-            )
+            await self.store.enrollments.change_status(request.enrollment_id, request)
         except EnrollmentNotFound as error:
             raise non_retryable(ErrorType.ENROLLMENT_NOT_FOUND, str(error)) from None
         except ValueError as error:
@@ -269,22 +274,21 @@ class EnrollmentActivities:
     async def apply_order_status(self, request: OrderStatusRequest) -> Order:
         """Persist an order's new status; the order must belong to the enrollment and allow the change.
 
-        The workflow checks both for the orders it carries; this is the check for older ones (and a retry
+        The workflow checks the orders it carries; the store checks the change under the order's lock (a retry
         after the commit finds the status set already, which is allowed).
         """
-        order = await self.repository.get_order(request.order_id)
+        order = await self.store.billing.get_order(request.order_id)
         if order is None or order.enrollment_id != request.enrollment_id:
             raise non_retryable(
                 ErrorType.ORDER_NOT_FOUND,
                 f"order {request.order_id!r} is not an order of enrollment {request.enrollment_id!r}",
             )
-        problem = order_status_change_problem(order, request.status)
-        if problem is not None:
-            raise non_retryable(ErrorType.INVALID_TRANSITION, problem)
         try:
-            updated = await self.repository.set_order_status(request.order_id, request.status, now=request.now)
+            updated = await self.store.billing.set_order_status(request.order_id, request.status, now=request.now)
         except OrderNotFound as error:
             raise non_retryable(ErrorType.ORDER_NOT_FOUND, str(error)) from None
+        except ValueError as error:
+            raise non_retryable(ErrorType.INVALID_TRANSITION, str(error)) from None
         fault_injector.hit(FaultPoint.AFTER_COMMIT)
         return updated
 

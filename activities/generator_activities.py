@@ -32,7 +32,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.enrollment_activities import plan_product_problem
-from activities.persistence import EnrollmentRepository
+from activities.persistence import Store
 from adapters.director import EnrollmentDirector, NoAdapterForPlanError, UnknownAdapterError, adapter_for_key
 from adapters.domain import Enrollment, EnrollmentStatus, EnrollmentTerms, Product
 from adapters.lifecycle import (
@@ -62,19 +62,17 @@ def enrollment_workflow_input(enrollment: Enrollment) -> dict[str, Any]:
     """The input of ``EnrollmentWorkflow`` (``EnrollmentWorkflowInput``) for a stored enrollment.
 
     Activities do not import the workflow package, so the input is built by its field names here;
-    ``tests/test_order_generator.py`` checks that it validates as ``EnrollmentWorkflowInput``.
+    ``tests/workflows/test_order_generator.py`` checks that it validates as ``EnrollmentWorkflowInput``.
     """
     terms = EnrollmentTerms.model_validate(enrollment.model_dump(include=set(EnrollmentTerms.model_fields)))
     return {"enrollment_id": enrollment.id, "terms": terms, "start": enrollment.anchor}
 
 
 class GeneratorActivities:
-    """The generator's activities, bound to a repository, the worker's director and a Temporal client."""
+    """The generator's activities, bound to a store, the worker's director and a Temporal client."""
 
-    def __init__(
-        self, repository: EnrollmentRepository, director: EnrollmentDirector, client: Client, *, task_queue: str
-    ) -> None:
-        self.repository = repository
+    def __init__(self, store: Store, director: EnrollmentDirector, client: Client, *, task_queue: str) -> None:
+        self.store = store
         self.director = director
         self.client = client
         self.task_queue = task_queue
@@ -85,10 +83,10 @@ class GeneratorActivities:
     @activity.defn(name=ActivityName.PROCESS_ENROLLMENT_PAGE)
     async def process_enrollment_page(self, request: EnrollmentPageRequest) -> EnrollmentPageResult:
         """Make sure each enrollment of the page has its workflow running and caught up; collect failures."""
-        page = await self.repository.page_enrollments(PAGED_STATUSES, after_id=request.after_id, limit=request.limit)
+        page = await self.store.enrollments.page(PAGED_STATUSES, after_id=request.after_id, limit=request.limit)
         products: dict[str, Product | None] = {}
         for product_id in {enrollment.product_id for enrollment in page}:
-            products[product_id] = await self.repository.get_product(product_id)
+            products[product_id] = await self.store.products.get(product_id)
         gate = asyncio.Semaphore(request.concurrency)
         errors: list[tuple[int, GeneratorLogEntry]] = []
         restarted = 0

@@ -305,6 +305,45 @@ def order_status_change_problem(order: Order, status: OrderStatus) -> str | None
     return f"order {order.number} ({order.id}) is {order.status} and cannot become {status}"
 
 
+def describe_status(status: EnrollmentStatus, pause_reason: PauseReason | None) -> str:
+    """``ACTIVE``, ``PAUSED (overdue)``, …: how people read a status (CLI, details, refusals)."""
+    return f"{status} ({pause_reason})" if status is EnrollmentStatus.PAUSED and pause_reason else str(status)
+
+
+class StatusChange(DomainModel):
+    """A status change and why: decided by the workflow, applied to its state, stored and logged as one.
+
+    ``event_key`` makes storing it idempotent; ``expires`` and ``anchor`` change only when given; the pause
+    reason is required for PAUSED and cleared for every other status.
+    """
+
+    status: EnrollmentStatus
+    event_key: str = Field(min_length=1, max_length=255)
+    at: UtcDatetime
+    info: str
+    pause_reason: PauseReason | None = None
+    expires: UtcDatetime | None = None
+    anchor: UtcDatetime | None = None
+
+    @model_validator(mode="after")
+    def _pause_needs_reason(self) -> Self:
+        if self.status is EnrollmentStatus.PAUSED and self.pause_reason is None:
+            raise ValueError("a change to PAUSED needs a pause_reason (manual or overdue)")
+        return self
+
+    def changed_fields(self) -> dict[str, Any]:
+        """The enrollment fields this change sets, by name (the workflow's state and the stored row alike)."""
+        fields: dict[str, Any] = {
+            "status": self.status,
+            "pause_reason": self.pause_reason if self.status is EnrollmentStatus.PAUSED else None,
+        }
+        if self.expires is not None:
+            fields["expires"] = self.expires
+        if self.anchor is not None:
+            fields["anchor"] = self.anchor
+        return fields
+
+
 class EnrollmentLogEntry(DomainModel):
     """One line of an enrollment's append-only history: what happened and why."""
 

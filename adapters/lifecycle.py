@@ -6,6 +6,7 @@ never imports the activities' I/O code: it calls activities by name with these t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self
@@ -15,12 +16,11 @@ from pydantic import Field, model_validator
 from adapters.domain import (
     DomainModel,
     Enrollment,
-    EnrollmentStatus,
     EnrollmentTerms,
     Order,
     OrderStatus,
-    PauseReason,
     Period,
+    StatusChange,
     UtcDatetime,
 )
 
@@ -131,15 +131,10 @@ class AdvanceResult(DomainModel):
     )
 
 
-class StatusChangeRequest(DomainModel):
+class StatusChangeRequest(StatusChange):
+    """Store a status change of an enrollment (the change itself, whole, plus whose it is)."""
+
     enrollment_id: str
-    status: EnrollmentStatus
-    event_key: str
-    at: UtcDatetime
-    info: str
-    pause_reason: PauseReason | None = None
-    expires: UtcDatetime | None = None
-    anchor: UtcDatetime | None = None
 
 
 class OrderStatusRequest(DomainModel):
@@ -149,19 +144,22 @@ class OrderStatusRequest(DomainModel):
     now: UtcDatetime
 
 
-# --- workflow commands (signals and updates) --------------------------------------------------------
+# --- workflow commands: one model per command, for its signal, its update, the client and the simulator ---
 
 
-class PauseRequest(DomainModel):
+class PauseCommand(DomainModel):
+    kind: Literal["pause"] = "pause"
     reason: str | None = Field(default=None, max_length=500)
     at_period_end: bool = False
 
 
-class ResumeRequest(DomainModel):
+class ResumeCommand(DomainModel):
+    kind: Literal["resume"] = "resume"
     reason: str | None = Field(default=None, max_length=500)
 
 
-class TerminateRequest(DomainModel):
+class TerminateCommand(DomainModel):
+    kind: Literal["terminate"] = "terminate"
     reason: str | None = Field(default=None, max_length=500)
     at_period_end: bool = False
     immediately: bool = False
@@ -173,45 +171,73 @@ class TerminateRequest(DomainModel):
         return self
 
 
-class OrderStatusChange(DomainModel):
+class OrderStatusCommand(DomainModel):
+    kind: Literal["order_status"] = "order_status"
     order_id: str = Field(min_length=1)
     status: OrderStatus
-
-
-class PauseCommand(PauseRequest):
-    kind: Literal["pause"] = "pause"
-
-
-class ResumeCommand(ResumeRequest):
-    kind: Literal["resume"] = "resume"
-
-
-class TerminateCommand(TerminateRequest):
-    kind: Literal["terminate"] = "terminate"
-
-
-class OrderStatusCommand(OrderStatusChange):
-    kind: Literal["order_status"] = "order_status"
 
 
 class CatchUpCommand(DomainModel):
     kind: Literal["catch_up"] = "catch_up"
 
 
-class ActivateRequest(DomainModel):
+class ActivateCommand(DomainModel):
     """Start an INITIAL (scheduled) enrollment now instead of at its start."""
 
+    kind: Literal["activate"] = "activate"
     reason: str | None = Field(default=None, max_length=500)
 
 
-class ActivateCommand(ActivateRequest):
-    kind: Literal["activate"] = "activate"
+Command = PauseCommand | ResumeCommand | TerminateCommand | OrderStatusCommand | CatchUpCommand | ActivateCommand
+CommandBody = Annotated[Command, Field(discriminator="kind")]
 
 
-CommandBody = Annotated[
-    PauseCommand | ResumeCommand | TerminateCommand | OrderStatusCommand | CatchUpCommand | ActivateCommand,
-    Field(discriminator="kind"),
-]
+@dataclass(frozen=True)
+class CommandMessages:
+    """How one command reaches an enrollment's workflow: its signal and its update (None: not offered)."""
+
+    signal: MessageName | None
+    signal_description: str
+    update: MessageName | None
+    update_description: str
+
+
+COMMAND_MESSAGES: dict[type[DomainModel], CommandMessages] = {
+    PauseCommand: CommandMessages(
+        MessageName.PAUSE_SIGNAL,
+        "Pause now, or at the end of the current period.",
+        MessageName.PAUSE_UPDATE,
+        "Pause and wait for the result; invalid transitions are rejected.",
+    ),
+    ResumeCommand: CommandMessages(
+        MessageName.RESUME_SIGNAL,
+        "Resume a manual pause, or withdraw a pause/termination at period end.",
+        MessageName.RESUME_UPDATE,
+        "Resume and wait for the result; invalid transitions are rejected.",
+    ),
+    TerminateCommand: CommandMessages(
+        MessageName.TERMINATE_SIGNAL,
+        "End the subscription: access until the paid period ends, `immediately`, or `at_period_end`.",
+        MessageName.TERMINATE_UPDATE,
+        "Terminate and wait for the result; invalid transitions are rejected.",
+    ),
+    OrderStatusCommand: CommandMessages(
+        MessageName.ORDER_STATUS_SIGNAL,
+        "An order of this enrollment changed status.",
+        MessageName.ORDER_STATUS_UPDATE,
+        "Apply an order status change and wait for it.",
+    ),
+    CatchUpCommand: CommandMessages(
+        MessageName.CATCH_UP_SIGNAL, "Re-check due periods and deadlines now (order generator).", None, ""
+    ),
+    ActivateCommand: CommandMessages(
+        None,
+        "",
+        MessageName.ACTIVATE_UPDATE,
+        "Start an INITIAL (scheduled) enrollment now; refused once it has started or terminated.",
+    ),
+}
+"""Every command's messages: the workflow declares its handlers from this table, the client sends by it."""
 
 
 class QueuedCommand(DomainModel):

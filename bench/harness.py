@@ -28,10 +28,10 @@ from sqlalchemy.pool import NullPool
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.persistence import EnrollmentRepository, create_engine, normalize_database_url, session_factory
-from activities.persistence import upgrade_async as migrate
+from activities.persistence import Store, create_engine, normalize_database_url, session_factory
+from activities.persistence.migrate import upgrade_async as migrate
 from adapters.domain import Product, ProductPlan
-from starter.temporal_binaries import register_search_attributes, temporal_cli_path, test_server_path
+from starter.devtools.binaries import register_search_attributes, temporal_cli_path, test_server_path
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ async def add_product(database_url: str, product_id: str, plan: ProductPlan) -> 
     """Store a plan product the benchmark enrollments are created for."""
     engine = create_engine(database_url)
     try:
-        await EnrollmentRepository(session_factory(engine)).upsert_product(
+        await Store.over(session_factory(engine)).products.upsert(
             Product(id=product_id, plan=plan), now=datetime.now(UTC)
         )
     finally:

@@ -19,7 +19,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.persistence import EnrollmentRepository, create_engine, session_factory
+from activities.persistence import Store, create_engine, session_factory
 from adapters.builtin import director_from_names
 from adapters.domain import (
     BillingInterval,
@@ -46,7 +46,7 @@ from bench.harness import (
     timed,
 )
 from starter.client import EnrollmentsClient
-from starter.worker import build_worker
+from starter.runtime.worker import build_worker
 
 MONTHLY = ProductPlan(billing_interval=BillingInterval.MONTHS)
 MINUTELY = ProductPlan(billing_interval=BillingInterval.MINUTES)
@@ -351,13 +351,13 @@ _RAW_PERIOD = text(
 
 
 async def database_throughput(database_url: str, periods: int, concurrency: int) -> dict[str, Any]:
-    """Periods with their order persisted per second: ``EnrollmentRepository.add_period`` vs plain INSERTs of the
+    """Periods with their order persisted per second: ``Store.add_period`` vs plain INSERTs of the
     same rows (order, position, period; one transaction per period) through the same engine and pool.
 
     ``concurrency`` enrollments are written at once, each one's periods in sequence; two alternating rounds.
     """
     engine = create_engine(database_url)
-    repository = EnrollmentRepository(session_factory(engine))
+    store = Store.over(session_factory(engine))
     await add_product(database_url, PRODUCT, MONTHLY)
     now = datetime.now(UTC)
     base = datetime(2030, 1, 1, tzinfo=UTC)
@@ -366,7 +366,7 @@ async def database_throughput(database_url: str, periods: int, concurrency: int)
     async def enrollments(count: int) -> list[str]:
         ids = [uuid.uuid4().hex for _ in range(count)]
         for enrollment_id in ids:
-            await repository.create_enrollment(
+            await store.enrollments.create(
                 enrollment_id,
                 EnrollmentTerms(product_id=PRODUCT, user_id="u"),
                 anchor=base,
@@ -386,7 +386,7 @@ async def database_throughput(database_url: str, periods: int, concurrency: int)
                 period=period,
                 order_position_templates=[OrderPosition(product_id=PRODUCT, original_product_id=PRODUCT, quantity=1)],
             )
-            await repository.add_period(enrollment_id, period, order, now=now)
+            await store.billing.add_period(enrollment_id, period, order, now=now)
 
     async def raw(enrollment_id: str) -> None:
         for index in range(per_enrollment):

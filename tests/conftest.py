@@ -3,14 +3,14 @@
 How to use them:
 
 - ``database_url`` is parametrized over ``postgresql`` and ``sqlite``, so every test that requests it (or
-  ``repository``) runs once per backend. It yields the URL of a migrated database. Each backend's database
+  ``store``) runs once per backend. It yields the URL of a migrated database. Each backend's database
   is created once per test session (PostgreSQL: ``enr_test_<random>`` created on ``TEST_POSTGRES_URL``,
   default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``; SQLite: a temporary file) and dropped
   at the end of the session.
 - **Clean state per test**: all tables are emptied when ``database_url`` is set up, so a test sees no
   rows from earlier tests and may use fixed ids. Do not rely on rows surviving between tests. Code under
   test may open its own engines on the URL; dispose them before the test ends.
-- ``engine``, ``sessions`` and ``repository`` are built on ``database_url`` and disposed after the test.
+- ``engine``, ``sessions`` and ``store`` are built on ``database_url`` and disposed after the test.
 - ``test_databases.scratch_url(backend)`` gives a fresh, unmigrated database for migration tests.
 
 If PostgreSQL cannot be reached, the PostgreSQL half of the tests fails with a message saying so.
@@ -30,14 +30,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
-from activities.persistence import (
-    Base,
-    EnrollmentRepository,
-    create_engine,
-    normalize_database_url,
-    session_factory,
-    upgrade_async,
-)
+from activities.persistence import Base, Store, create_engine, normalize_database_url, session_factory
+from activities.persistence.migrate import upgrade_async
 
 POSTGRES_URL_ENV = "TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -158,8 +152,19 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
-def repository(sessions: async_sessionmaker[AsyncSession]) -> EnrollmentRepository:
-    return EnrollmentRepository(sessions)
+def store(sessions: async_sessionmaker[AsyncSession]) -> Store:
+    return Store.over(sessions)
 
 
-pytest_plugins = ["tests.temporal_env", "tests.dev_stack_env"]
+pytest_plugins = ["tests.support.temporal_env", "tests.support.dev_stack_env"]
+
+TEST_KINDS = ("unit", "db", "workflows", "e2e", "chaos")
+"""The folders of ``tests/``; each test is marked with its folder's kind (``pytest -m unit`` and so on)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        kind = item.path.relative_to(root).parts[0]
+        if kind in TEST_KINDS:
+            item.add_marker(getattr(pytest.mark, kind))

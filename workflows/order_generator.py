@@ -1,4 +1,4 @@
-"""GenerateEnrollmentOrders: the reference order generator worker, kept as a safety net (DESIGN §7).
+"""GenerateEnrollmentOrders: the reference order generator worker, kept as a safety net (docs/order-generator.md).
 
 Every enrollment's own workflow creates its periods and orders on time. This workflow goes over all
 ACTIVE and PAUSED enrollments in the database, page by page, and makes sure each one's workflow runs and

@@ -1,6 +1,17 @@
-"""Persistence of enrollments: engines, tables, migrations and the repository the activities call."""
+"""Persistence of enrollments: engines, tables and the store (one repository per aggregate).
 
-from activities.persistence.database import create_engine, is_sqlite, normalize_database_url, session_factory
+Migrations: :mod:`activities.persistence.migrate` (it loads Alembic, which the client library never needs).
+"""
+
+from activities.persistence.billing import BillingRepository, MakeOrder
+from activities.persistence.database import (
+    create_engine,
+    is_sqlite,
+    normalize_database_url,
+    redacted,
+    session_factory,
+)
+from activities.persistence.enrollments import CREATED_EVENT, EnrollmentRepository
 from activities.persistence.errors import (
     ConflictError,
     EnrollmentConflict,
@@ -12,33 +23,41 @@ from activities.persistence.errors import (
     UsageConflict,
     UsageRefused,
 )
-from activities.persistence.migrate import downgrade_async, upgrade, upgrade_async
 from activities.persistence.models import Base
 from activities.persistence.numbers import enrollment_number, normalize_number, order_number
-from activities.persistence.repository import CREATED_EVENT, EnrollmentRepository, order_id_for
+from activities.persistence.products import ProductRepository
+from activities.persistence.rows import order_id_for
+from activities.persistence.store import Store, open_store
+from activities.persistence.transactions import Transactions
+from activities.persistence.usage import UsageRepository
 
 __all__ = [
     "CREATED_EVENT",
     "Base",
+    "BillingRepository",
     "ConflictError",
     "EnrollmentConflict",
     "EnrollmentNotFound",
     "EnrollmentRepository",
+    "MakeOrder",
     "NotFoundError",
     "OrderNotFound",
     "PersistenceError",
     "ProductNotFound",
+    "ProductRepository",
+    "Store",
+    "Transactions",
     "UsageConflict",
     "UsageRefused",
+    "UsageRepository",
     "create_engine",
-    "downgrade_async",
     "enrollment_number",
     "is_sqlite",
     "normalize_database_url",
     "normalize_number",
+    "open_store",
     "order_id_for",
     "order_number",
+    "redacted",
     "session_factory",
-    "upgrade",
-    "upgrade_async",
 ]

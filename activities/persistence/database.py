@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -41,6 +42,14 @@ def normalize_database_url(url: str) -> str:
             f"unsupported database URL scheme {scheme!r}: use postgresql:// (asyncpg) or sqlite:/// (aiosqlite)"
         )
     return f"{driver}://{rest}"
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs (``<database>`` when it is not a URL)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<database>"
 
 
 def is_sqlite(url: str | URL) -> bool:

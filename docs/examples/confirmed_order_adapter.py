@@ -9,12 +9,12 @@ Register it in front of the built-in adapters, so that it wins the plans it is a
 
     from adapters.builtin import director_from_names
     from adapters.director import EnrollmentDirector
-    from starter.worker import build_worker
+    from starter.runtime.worker import build_worker
 
     director = EnrollmentDirector([ConfirmedOrderAdapter, *director_from_names(["licensed", "metered"]).adapters])
     resources = build_worker(client, database_url=url, task_queue="enrollments", director=director)
 
-See docs/adapters.md for what runs where. ``tests/test_custom_adapter.py`` runs this file on the real
+See docs/adapters.md for what runs where. ``tests/workflows/test_custom_adapter.py`` runs this file on the real
 workflow.
 """
 

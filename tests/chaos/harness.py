@@ -28,14 +28,15 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.persistence import EnrollmentRepository, create_engine, session_factory, upgrade_async
+from activities.persistence import Store, create_engine, session_factory
+from activities.persistence.migrate import upgrade_async
 from adapters.calendar import Schedule
 from adapters.domain import BillingInterval, Product, ProductPlan
 from starter.client import EnrollmentsClient
-from starter.temporal_binaries import register_search_attributes, temporal_cli_path
+from starter.devtools.binaries import register_search_attributes, temporal_cli_path
+from tests.support.paths import REPO_ROOT
 
 LOOPBACK = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_ID = "chaos-minutes"
 
 
@@ -213,7 +214,7 @@ async def seed_product(database_url: str, period_minutes: int) -> ProductPlan:
     plan = ProductPlan(billing_interval=BillingInterval.MINUTES, billing_interval_count=period_minutes)
     engine = create_engine(database_url)
     try:
-        await EnrollmentRepository(session_factory(engine)).upsert_product(
+        await Store.over(session_factory(engine)).products.upsert(
             Product(id=PRODUCT_ID, plan=plan), now=datetime.now(UTC)
         )
     finally:

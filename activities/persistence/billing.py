@@ -1,0 +1,272 @@
+"""Periods and the orders that bill them, written together: one period and its order per transaction.
+
+Keyed by ``(enrollment_id, period start)``: a retried write finds the period (and order) it made and writes
+nothing twice. Writes lock the enrollment's row, so checks such as "no overlapping period" see every
+committed period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.persistence.errors import OrderNotFound
+from activities.persistence.models import OrderPositionRow, OrderRow, PeriodRow, UsageRecordRow
+from activities.persistence.numbers import ORDER_PREFIX
+from activities.persistence.rows import free_number, lock_enrollment, order_id_for, order_of, period_of, period_row
+from activities.persistence.transactions import Transactions, require_aware
+from adapters.base import EnrollmentServices
+from adapters.domain import (
+    EnrollmentStatus,
+    Order,
+    OrderConfiguration,
+    OrderStatus,
+    Period,
+    PeriodWindow,
+    isoformat_utc,
+    order_status_change_problem,
+)
+from adapters.rules import describe_window, new_period_problem
+
+MakeOrder = Callable[[PeriodWindow, EnrollmentServices], Awaitable[OrderConfiguration | None]]
+"""Makes the order of a period billed in arrears, reading what it needs through the given services."""
+
+
+class SessionServices:
+    """The adapter services (:class:`adapters.base.EnrollmentServices`) on the caller's open transaction.
+
+    Billing in arrears asks the adapter for the order while the enrollment's row is locked; reading the usage
+    through this same session (not a second pooled connection) sees what the lock protects and cannot wait
+    for a connection the lock holder itself keeps busy.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def find_order(self, order_id: str) -> Order | None:
+        row = await self._session.get(OrderRow, order_id)
+        return None if row is None else order_of(row)
+
+    async def usage_units(self, enrollment_id: str, start: datetime, end: datetime) -> int:
+        return await usage_total(self._session, enrollment_id, start, end)
+
+
+async def usage_total(session: AsyncSession, enrollment_id: str, start: datetime, end: datetime) -> int:
+    """Units used by ``enrollment_id`` with ``start <= at < end``."""
+    require_aware("start", start)
+    require_aware("end", end)
+    total = await session.scalar(
+        select(func.coalesce(func.sum(UsageRecordRow.units), 0)).where(
+            UsageRecordRow.enrollment_id == enrollment_id,
+            UsageRecordRow.at >= start,
+            UsageRecordRow.at < end,
+        )
+    )
+    return int(total or 0)
+
+
+class BillingRepository:
+    """Periods and orders; each method is one transaction."""
+
+    def __init__(self, transactions: Transactions) -> None:
+        self._transactions = transactions
+
+    async def add_period(
+        self,
+        enrollment_id: str,
+        period: PeriodWindow,
+        order: OrderConfiguration | None,
+        *,
+        now: datetime,
+        order_status: OrderStatus = OrderStatus.PENDING,
+    ) -> tuple[Period, Order | None]:
+        """Store ``period`` and, if given, the order that bills it (with ``order_status``), in one transaction.
+
+        Keyed by ``(enrollment_id, period.start)``: when that period exists it is returned with its order
+        (possibly None) and nothing is created. Raises ``ValueError`` when ``period`` overlaps another period
+        of the enrollment (a different end for the same start counts), when the order is for another window,
+        or when the enrollment is TERMINATED; :class:`EnrollmentNotFound` for an unknown enrollment.
+        """
+        require_aware("now", now)
+        if order is not None:
+            _check_order_window(enrollment_id, period, order)
+
+        async def add(session: AsyncSession) -> tuple[Period, Order | None]:
+            enrollment = await lock_enrollment(session, enrollment_id)
+            existing = await period_row(session, enrollment_id, period.start)
+            if existing is not None:
+                if existing.end != period.end or existing.is_trial != period.is_trial:
+                    raise ValueError(
+                        f"period {_window(period)} of enrollment {enrollment_id!r} conflicts with the stored "
+                        f"period {describe_window(existing.start, existing.end)} (trial={existing.is_trial})"
+                    )
+                order_row = None if existing.order_id is None else await session.get(OrderRow, existing.order_id)
+                return _with_order(existing, order_row)
+            problem = new_period_problem(enrollment_id, EnrollmentStatus(enrollment.status))
+            if problem is not None:
+                raise ValueError(problem)
+            overlapping = await session.scalar(
+                select(PeriodRow)
+                .where(
+                    PeriodRow.enrollment_id == enrollment_id,
+                    PeriodRow.start < period.end,
+                    PeriodRow.end > period.start,
+                )
+                .order_by(PeriodRow.start)
+                .limit(1)
+            )
+            if overlapping is not None:
+                raise ValueError(
+                    f"period {_window(period)} overlaps period {describe_window(overlapping.start, overlapping.end)} "
+                    f"of enrollment {enrollment_id!r}"
+                )
+            order_row = (
+                None
+                if order is None
+                else await _insert_order(session, enrollment_id, period, order, now, status=order_status)
+            )
+            stored = PeriodRow(
+                enrollment_id=enrollment_id,
+                start=period.start,
+                end=period.end,
+                is_trial=period.is_trial,
+                order_id=None if order_row is None else order_row.id,
+            )
+            session.add(stored)
+            enrollment.updated = now
+            await session.flush()
+            return _with_order(stored, order_row)
+
+        return await self._transactions.write(add)
+
+    async def bill_period(
+        self, enrollment_id: str, period_start: datetime, make_order: MakeOrder, *, now: datetime
+    ) -> tuple[Period, Order | None]:
+        """Close the period starting at ``period_start`` for billing in arrears, with the order ``make_order`` makes.
+
+        ``make_order`` gets the period's window and services on this transaction, and returns the order (None:
+        nothing to bill, e.g. no usage). The order, if any, and ``billed_at = now`` are stored in one
+        transaction. While ``make_order`` runs, the enrollment's row stays locked, so no usage of the enrollment
+        can be recorded in between (:meth:`UsageRepository.record` takes the same lock): every unit is either
+        in the total ``make_order`` read or refused as late afterwards. Idempotent: a period that is billed
+        already (or has an order) is returned as it is and ``make_order`` is not called. Works on TERMINATED
+        enrollments (their last period is billed after they end). Raises ``ValueError`` when there is no such
+        period or the order is for another window, :class:`EnrollmentNotFound` for an unknown enrollment.
+        """
+        require_aware("period_start", period_start)
+        require_aware("now", now)
+
+        async def bill(session: AsyncSession) -> tuple[Period, Order | None]:
+            enrollment = await lock_enrollment(session, enrollment_id)
+            stored = await period_row(session, enrollment_id, period_start)
+            if stored is None:
+                missing = f"enrollment {enrollment_id!r} has no period starting at {isoformat_utc(period_start)}"
+                raise ValueError(missing)
+            if stored.billed_at is not None or stored.order_id is not None:
+                order_row = None if stored.order_id is None else await session.get(OrderRow, stored.order_id)
+                return _with_order(stored, order_row)
+            window = PeriodWindow(start=stored.start, end=stored.end, is_trial=stored.is_trial)
+            order = await make_order(window, SessionServices(session))
+            order_row = None
+            if order is not None:
+                _check_order_window(enrollment_id, window, order)
+                order_row = await _insert_order(session, enrollment_id, window, order, now)
+                stored.order_id = order_row.id
+            stored.billed_at = now
+            enrollment.updated = now
+            await session.flush()
+            return _with_order(stored, order_row)
+
+        return await self._transactions.write(bill)
+
+    async def set_order_status(self, order_id: str, status: OrderStatus, *, now: datetime) -> Order:
+        """Record the order's new status (e.g. paid), if the order allows it.
+
+        :class:`OrderNotFound` when it does not exist; ``ValueError`` for a change the order's status does
+        not allow (:func:`adapters.domain.order_status_change_problem`); the same status again changes nothing.
+        """
+        require_aware("now", now)
+
+        async def set_status(session: AsyncSession) -> Order:
+            row = await session.get(OrderRow, order_id, with_for_update=True)
+            if row is None:
+                raise OrderNotFound(order_id)
+            order = order_of(row)
+            problem = order_status_change_problem(order, status)
+            if problem is not None:
+                raise ValueError(problem)
+            if row.status != status.value:
+                row.status = status.value
+                row.updated = now
+            return order.model_copy(update={"status": status})
+
+        return await self._transactions.write(set_status)
+
+    async def get_order(self, order_id: str) -> Order | None:
+        async with self._transactions.read() as session:
+            row = await session.get(OrderRow, order_id)
+            return None if row is None else order_of(row)
+
+    async def list_orders(self, enrollment_id: str) -> list[Order]:
+        """The enrollment's orders in creation order (by period start)."""
+        async with self._transactions.read() as session:
+            rows = await session.scalars(
+                select(OrderRow).where(OrderRow.enrollment_id == enrollment_id).order_by(OrderRow.period_start)
+            )
+            return [order_of(row) for row in rows]
+
+
+async def _insert_order(
+    session: AsyncSession,
+    enrollment_id: str,
+    period: PeriodWindow,
+    order: OrderConfiguration,
+    now: datetime,
+    *,
+    status: OrderStatus = OrderStatus.PENDING,
+) -> OrderRow:
+    order_id = order_id_for(enrollment_id, period.start)
+    payload = order.model_dump(mode="json")
+    row = OrderRow(
+        id=order_id,
+        number=await free_number(session, OrderRow.number, ORDER_PREFIX, order_id),
+        enrollment_id=enrollment_id,
+        period_start=period.start,
+        period_end=period.end,
+        status=status.value,
+        context=payload["order_context"],
+        created=now,
+        updated=now,
+        positions=[
+            OrderPositionRow(
+                position=index,
+                product_id=position["product_id"],
+                original_product_id=position["original_product_id"],
+                quantity=position["quantity"],
+                configuration=position["configuration"],
+            )
+            for index, position in enumerate(payload["order_position_templates"])
+        ],
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+def _check_order_window(enrollment_id: str, period: PeriodWindow, order: OrderConfiguration) -> None:
+    if order.period.start != period.start or order.period.end != period.end:
+        raise ValueError(
+            f"order for {_window(order.period)} does not bill period {_window(period)} of enrollment {enrollment_id!r}"
+        )
+
+
+def _window(period: PeriodWindow) -> str:
+    return describe_window(period.start, period.end)
+
+
+def _with_order(row: PeriodRow, order_row: OrderRow | None) -> tuple[Period, Order | None]:
+    period = period_of(row, None if order_row is None else order_row.status)
+    return period, None if order_row is None else order_of(order_row)

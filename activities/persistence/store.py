@@ -1,0 +1,49 @@
+"""The store: one repository per aggregate over one engine's transactions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from activities.persistence.billing import BillingRepository
+from activities.persistence.database import create_engine, session_factory
+from activities.persistence.enrollments import EnrollmentRepository
+from activities.persistence.products import ProductRepository
+from activities.persistence.transactions import Transactions
+from activities.persistence.usage import UsageRepository
+
+
+@dataclass(frozen=True)
+class Store:
+    """Products, enrollments (with their log), billing (periods and orders) and usage, on one database."""
+
+    transactions: Transactions
+    products: ProductRepository
+    enrollments: EnrollmentRepository
+    billing: BillingRepository
+    usage: UsageRepository
+
+    @classmethod
+    def over(cls, sessions: async_sessionmaker[AsyncSession]) -> Store:
+        transactions = Transactions(sessions)
+        return cls(
+            transactions=transactions,
+            products=ProductRepository(transactions),
+            enrollments=EnrollmentRepository(transactions),
+            billing=BillingRepository(transactions),
+            usage=UsageRepository(transactions),
+        )
+
+
+@asynccontextmanager
+async def open_store(database_url: str, **engine_options: Any) -> AsyncIterator[Store]:
+    """A store on its own engine for ``database_url``, disposed when the block ends."""
+    engine = create_engine(database_url, **engine_options)
+    try:
+        yield Store.over(session_factory(engine))
+    finally:
+        await engine.dispose()

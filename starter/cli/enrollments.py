@@ -1,0 +1,197 @@
+"""Commands that create and change enrollments, through Temporal (``--address``, ``--namespace``).
+
+``create``, ``create-from-order``, ``pause``, ``resume``, ``terminate``, ``activate`` and ``order-status``
+go to the enrollment's workflow with :class:`starter.client.EnrollmentsClient`. Each prints something short
+for people, and JSON with ``--json`` (datetimes in UTC, ``Z``). An unknown enrollment or order and a
+refused command exit 1, as does an unreachable Temporal server; invalid input exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from adapters.domain import CheckoutOrder, EnrollmentTerms, OrderStatus, describe_status, isoformat_utc
+from adapters.lifecycle import (
+    ActivateCommand,
+    Command,
+    EnrollmentView,
+    PauseCommand,
+    ResumeCommand,
+    TerminateCommand,
+)
+from adapters.validation import describe_validation_error
+from starter.cli.errors import CliError
+from starter.cli.execution import JsonOption, echo_json, with_client
+from starter.cli.output import when
+from starter.cli.parsing import parse_aware_datetime, parse_configuration, parse_timezone
+
+IdArgument = Annotated[str, typer.Argument(help="The enrollment id.", show_default=False)]
+ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why (kept in the enrollment's log).")]
+
+
+class OrderStatusChoice(StrEnum):
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    FULFILLED = "FULFILLED"
+    REJECTED = "REJECTED"
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(create)
+    app.command("create-from-order")(create_from_order)
+    app.command()(pause)
+    app.command()(resume)
+    app.command()(terminate)
+    app.command()(activate)
+    app.command("order-status")(order_status)
+
+
+def create(
+    ctx: typer.Context,
+    product: Annotated[str, typer.Option("--product", help="Product id (a PLAN_PRODUCT).", show_default=False)],
+    user: Annotated[str, typer.Option("--user", help="User id.", show_default=False)],
+    quantity: Annotated[int, typer.Option("--quantity", min=1, help="Quantity ordered each period.")] = 1,
+    configuration: Annotated[
+        str | None,
+        typer.Option("--configuration", help='JSON: {"size": "L"} or [{"key": "size", "value": "L"}].'),
+    ] = None,
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA zone the calendar follows.")] = "UTC",
+    start: Annotated[
+        str | None, typer.Option("--start", help="Schedule anchor, ISO 8601 with offset (default: now).")
+    ] = None,
+    enrollment_id: Annotated[
+        str | None, typer.Option("--id", help="Enrollment id (default: a new one); idempotent with the same terms.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an enrollment, wait until it is registered and print its id."""
+    entries = parse_configuration(configuration) if configuration is not None else []
+    zone = parse_timezone("--timezone", timezone)
+    anchor = parse_aware_datetime("--start", start) if start is not None else None
+    terms = EnrollmentTerms(product_id=product, user_id=user, quantity=quantity, configuration=entries, timezone=zone)
+    created = with_client(
+        ctx, lambda client: client.create_enrollment(terms, start=anchor, enrollment_id=enrollment_id)
+    )
+    if as_json:
+        echo_json({"enrollment_id": created})
+    else:
+        typer.echo(created)
+
+
+def _report(view: EnrollmentView, as_json: bool) -> None:
+    if as_json:
+        echo_json(view.model_dump(mode="json"))
+        return
+    line = f"{view.id} ({view.number}): {describe_status(view.status, view.pause_reason)}"
+    if view.scheduled is not None:
+        line += f"; {view.scheduled.kind} scheduled at {when(view.scheduled.at)}"
+    if view.expires is not None:
+        line += f"; expires {when(view.expires)}"
+    typer.echo(line)
+
+
+def _send(ctx: typer.Context, enrollment_id: str, command: Command, as_json: bool) -> None:
+    _report(with_client(ctx, lambda client: client.send(enrollment_id, command)), as_json)
+
+
+def pause(
+    ctx: typer.Context,
+    enrollment_id: IdArgument,
+    reason: ReasonOption = None,
+    at_period_end: Annotated[
+        bool, typer.Option("--at-period-end", help="Pause when the current period ends instead of now.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Pause an enrollment (no new periods or orders, no access) now or at the end of its period."""
+    _send(ctx, enrollment_id, PauseCommand(reason=reason, at_period_end=at_period_end), as_json)
+
+
+def resume(
+    ctx: typer.Context, enrollment_id: IdArgument, reason: ReasonOption = None, as_json: JsonOption = False
+) -> None:
+    """Resume a manual pause, or withdraw a pause or termination scheduled at period end."""
+    _send(ctx, enrollment_id, ResumeCommand(reason=reason), as_json)
+
+
+def terminate(
+    ctx: typer.Context,
+    enrollment_id: IdArgument,
+    reason: ReasonOption = None,
+    at_period_end: Annotated[bool, typer.Option("--at-period-end", help="Terminate when the period ends.")] = False,
+    immediately: Annotated[
+        bool, typer.Option("--immediately", help="End access now instead of at the end of the paid period.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Terminate an enrollment (final): access runs to the end of the paid period unless --immediately."""
+    if at_period_end and immediately:
+        raise CliError("--at-period-end and --immediately exclude each other")
+    command = TerminateCommand(reason=reason, at_period_end=at_period_end, immediately=immediately)
+    _send(ctx, enrollment_id, command, as_json)
+
+
+def order_status(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The order id.", show_default=False)],
+    status: Annotated[
+        OrderStatusChoice, typer.Argument(help="The order's new status.", case_sensitive=False, show_default=False)
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Tell the order's enrollment that the order changed status (e.g. paid: CONFIRMED)."""
+    _report(with_client(ctx, lambda client: client.order_status_changed(order_id, OrderStatus(status.value))), as_json)
+
+
+def _read_order(path: str) -> CheckoutOrder:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise CliError(f"{path}: {error.strerror or error}") from error
+    try:
+        return CheckoutOrder.model_validate_json(text)
+    except ValidationError as error:
+        raise CliError(f"{path}: {describe_validation_error(error)}") from error
+
+
+def create_from_order(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="The checkout order as JSON (- reads stdin).", show_default=False)],
+    as_json: JsonOption = False,
+) -> None:
+    """Create the enrollments of a CONFIRMED or FULFILLED checkout order: one per PLAN_PRODUCT position.
+
+    Idempotent: the same order again creates nothing new. The order pays each enrollment's first period.
+    """
+    order = _read_order(file)
+    result = with_client(ctx, lambda client: client.create_enrollments_from_order(order))
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+        return
+    typer.echo(f"order {order.id}: {len(result.enrollments)} enrollments")
+    for created in result.enrollments:
+        typer.echo(f"  position {created.position}: {created.enrollment_id} ({created.product_id})")
+    for skipped in result.skipped:
+        typer.echo(f"  position {skipped.position} skipped: {skipped.product_id} is {skipped.reason}")
+
+
+def activate(
+    ctx: typer.Context,
+    enrollment_id: IdArgument,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start an INITIAL (scheduled) enrollment now: ACTIVE, anchored now, its first period created."""
+    view = with_client(ctx, lambda client: client.send(enrollment_id, ActivateCommand(reason=reason)))
+    if as_json:
+        echo_json(view.model_dump(mode="json"))
+        return
+    first = view.periods[-1] if view.periods else None
+    period = f", period {isoformat_utc(first.start)} → {isoformat_utc(first.end)}" if first else ""
+    typer.echo(f"enrollment {view.number or view.id} is {view.status} since {isoformat_utc(view.anchor)}{period}")

@@ -1,0 +1,59 @@
+"""Parsing of command-line values: each error names the option and exits 2 (invalid input)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from pydantic import TypeAdapter, ValidationError
+
+from adapters.domain import Configuration, ConfigurationEntry, ProductPlan, TimezoneName
+from adapters.validation import describe_validation_error
+from starter.cli.errors import CliError
+
+
+def not_blank(option: str, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise CliError(f"{option}: must not be empty")
+    return None if value is None else value.strip()
+
+
+def parse_plan(text: str, option: str = "plan") -> ProductPlan:
+    """A plan from its JSON; errors name the field, e.g. ``plan.billing_interval``."""
+    try:
+        return ProductPlan.model_validate_json(text)
+    except ValidationError as error:
+        raise CliError(describe_validation_error(error, prefix=option)) from error
+
+
+def parse_aware_datetime(option: str, text: str) -> datetime:
+    """An ISO 8601 date-time with a UTC offset or ``Z``; a naive one is an error naming ``option``."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CliError(f"{option}: {text!r} is not an ISO 8601 date-time such as 2031-01-31T00:00:00Z") from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise CliError(f"{option}: {text!r} has no UTC offset; add Z or an offset such as +01:00")
+    return value
+
+
+def parse_timezone(option: str, text: str) -> str:
+    """An IANA time zone name, checked like the domain checks it."""
+    try:
+        return TypeAdapter(TimezoneName).validate_python(text)
+    except ValidationError as error:
+        raise CliError(describe_validation_error(error, prefix=option)) from error
+
+
+def parse_configuration(text: str) -> list[ConfigurationEntry]:
+    """``--configuration``: a JSON object ``{"size": "L"}`` or a list ``[{"key": "size", "value": "L"}]``."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CliError(f"--configuration: is not valid JSON ({error.msg})") from None
+    if isinstance(raw, dict):
+        raw = [{"key": str(key), "value": value} for key, value in raw.items()]
+    try:
+        return TypeAdapter(Configuration).validate_python(raw)
+    except ValidationError as error:
+        raise CliError(describe_validation_error(error, prefix="--configuration")) from None

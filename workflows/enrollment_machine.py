@@ -1,0 +1,329 @@
+"""The enrollment's state machine: boundaries reached and commands applied, on the workflow's one state model.
+
+:class:`EnrollmentMachine` holds no state of its own beyond the update outcomes of one workflow task: it
+reads and changes :class:`~workflows.enrollment_state.EnrollmentWorkflowState` and stores every change
+through the activities. The workflow (:mod:`workflows.enrollment`) owns the Temporal surface around it:
+the loop, messages, queries, continue-as-new and what operators see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from adapters.domain import (
+        Enrollment,
+        EnrollmentLogEntry,
+        EnrollmentStatus,
+        Order,
+        PauseReason,
+        Period,
+        StatusChange,
+    )
+    from adapters.lifecycle import (
+        ActivateCommand,
+        AdvanceRequest,
+        CatchUpCommand,
+        Command,
+        ErrorType,
+        OrderStatusCommand,
+        OrderStatusRequest,
+        PauseCommand,
+        QueuedCommand,
+        ResumeCommand,
+        ScheduledAction,
+        StatusChangeRequest,
+        TerminateCommand,
+    )
+    from workflows import activity_calls
+    from workflows.enrollment_state import CommandOutcome, EnrollmentWorkflowState
+    from workflows.transitions import rejection
+
+BOUNDARIES_BEFORE_COMMANDS = "boundaries-before-commands"
+REFUSED_ORDER_CHANGES = (ErrorType.ORDER_NOT_FOUND, ErrorType.INVALID_TRANSITION)
+
+
+class CommandRefused(Exception):
+    """A command found inapplicable while it was applied; an update that sent it fails with this."""
+
+    def __init__(self, message: str, error_type: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+
+
+class EnrollmentMachine:
+    """Reaches boundaries and applies commands on ``state``; every change is stored before it is applied."""
+
+    def __init__(self, state: EnrollmentWorkflowState) -> None:
+        self.state = state
+        self.applied: list[QueuedCommand] = []
+        self._appliers: dict[str, Callable[[Any, datetime], Awaitable[None]]] = {
+            "pause": self._pause,
+            "resume": self._resume,
+            "terminate": self._terminate,
+            "order_status": self._order_status,
+            "catch_up": self._catch_up,
+            "activate": self._activate,
+        }
+
+    @property
+    def enrollment(self) -> Enrollment:
+        if self.state.enrollment is None:
+            raise ApplicationError("the enrollment is not registered yet", type=ErrorType.ENROLLMENT_NOT_FOUND)
+        return self.state.enrollment
+
+    # --- boundaries -------------------------------------------------------------------------------
+
+    async def reach_boundaries(self, now: datetime) -> None:
+        """Everything due by ``now``: the start, a scheduled pause/termination, periods, deadlines."""
+        enrollment = self.enrollment
+        if enrollment.status is EnrollmentStatus.INITIAL and now >= enrollment.anchor:
+            started = StatusChange(
+                status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=enrollment.anchor, info="started"
+            )
+            await self._change_status(started)
+            self.state.needs_advance = True
+        scheduled = self.state.scheduled
+        if scheduled is not None and now >= scheduled.at:
+            self.state.scheduled = None
+            await self._apply_scheduled(scheduled)
+        if self._advance_due(now):
+            await self._advance(now)
+
+    async def _apply_scheduled(self, scheduled: ScheduledAction) -> None:
+        reason = f": {scheduled.reason}" if scheduled.reason else ""
+        if scheduled.kind == "pause":
+            change = StatusChange(
+                status=EnrollmentStatus.PAUSED,
+                event_key=self._key(),
+                at=scheduled.at,
+                info=f"paused at period end{reason}",
+                pause_reason=PauseReason.MANUAL,
+            )
+        else:
+            change = StatusChange(
+                status=EnrollmentStatus.TERMINATED,
+                event_key=self._key(),
+                at=scheduled.at,
+                info=f"terminated at period end{reason}",
+                expires=scheduled.at,
+            )
+        await self._change_status(change)
+
+    def creates_periods(self) -> bool:
+        enrollment = self.enrollment
+        return enrollment.status is EnrollmentStatus.ACTIVE or (
+            enrollment.status is EnrollmentStatus.PAUSED and enrollment.pause_reason is PauseReason.OVERDUE
+        )
+
+    def _advance_due(self, now: datetime) -> bool:
+        billing_due = self.state.billing_due
+        if self.enrollment.status is EnrollmentStatus.TERMINATED:
+            return billing_due is not None and billing_due <= now
+        if self.enrollment.status is EnrollmentStatus.INITIAL:
+            return False
+        if self.state.needs_advance:
+            return True
+        boundaries = (self.next_period_boundary(), self.state.deadline, billing_due)
+        due = [moment for moment in boundaries if moment is not None]
+        return any(moment <= now for moment in due)
+
+    def next_period_boundary(self) -> datetime | None:
+        return self.state.next_period_start if self.creates_periods() else None
+
+    async def _advance(self, now: datetime) -> None:
+        enrollment = self.enrollment
+        latest = enrollment.latest_period
+        result = await activity_calls.advance(
+            AdvanceRequest(
+                enrollment_id=enrollment.id,
+                now=now,
+                create_periods=self.creates_periods(),
+                known_through=latest.start if latest else None,
+                open_since=next(
+                    (period.start for period in enrollment.periods if period.order_id is None and not period.billed_at),
+                    None,
+                ),
+            )
+        )
+        self._merge([*result.periods, *result.billed], result.orders)
+        self.state.periods_this_run += len(result.periods)
+        self.state.next_period_start = result.next_period_start
+        self.state.deadline = result.deadline
+        self.state.billing_due = result.billing_due
+        # A catch-up that hit its per-call limit leaves periods due: go again without sleeping.
+        self.state.needs_advance = bool(
+            self.creates_periods() and result.next_period_start is not None and result.next_period_start <= now
+        )
+        status, reason = self.enrollment.status, self.enrollment.pause_reason
+        if status is EnrollmentStatus.ACTIVE and result.overdue:
+            await self._change_status(
+                StatusChange(
+                    status=EnrollmentStatus.PAUSED,
+                    event_key=self._key(),
+                    at=now,
+                    info="payment overdue",
+                    pause_reason=PauseReason.OVERDUE,
+                )
+            )
+        elif status is EnrollmentStatus.PAUSED and reason is PauseReason.OVERDUE and not result.overdue:
+            await self._change_status(
+                StatusChange(status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=now, info="payment received")
+            )
+            self.state.needs_advance = True
+
+    def _merge(self, periods: list[Period], orders: list[Order]) -> None:
+        enrollment = self.enrollment
+        # A known period comes back when it was billed in arrears: take the new version (order, billed_at).
+        returned = {period.start: period for period in periods}
+        merged = [returned.pop(period.start, period) for period in enrollment.periods]
+        enrollment.periods = sorted([*merged, *returned.values()], key=lambda period: period.start)
+        known_orders = {order.id for order in self.state.orders}
+        self.state.orders.extend(order for order in orders if order.id not in known_orders)
+
+    def next_wake_up(self) -> datetime | None:
+        enrollment = self.enrollment
+        moments: list[datetime] = []
+        if enrollment.status is EnrollmentStatus.INITIAL:
+            moments.append(enrollment.anchor)
+        if self.state.scheduled is not None:
+            moments.append(self.state.scheduled.at)
+        if enrollment.status is not EnrollmentStatus.TERMINATED:
+            moments.extend(moment for moment in (self.next_period_boundary(), self.state.deadline) if moment)
+        if self.state.billing_due is not None:
+            moments.append(self.state.billing_due)
+        return min(moments) if moments else None
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    async def apply_commands(self) -> None:
+        """Apply the queued commands in arrival order; refused ones get their outcome at once."""
+        while self.state.commands:
+            command = self.state.commands.pop(0)
+            # Boundaries that passed before the command arrived come first (a pause 1 ms after a period
+            # boundary still gets that period), also when a late workflow task sees both at once.
+            if workflow.patched(BOUNDARIES_BEFORE_COMMANDS):
+                await self.reach_boundaries(command.at)
+            problem = self.rejection(command.body, command.at)
+            refusal = None if problem is None else CommandRefused(problem, ErrorType.INVALID_TRANSITION)
+            if refusal is None:
+                try:
+                    await self._appliers[command.body.kind](command.body, command.at)
+                except CommandRefused as refused:
+                    refusal = refused
+            if refusal is not None:
+                if not command.from_update:
+                    workflow.logger.warning("ignored %s: %s", command.body.kind, refusal.message)
+                self.finish(command, refusal.message, refusal.error_type)
+                continue
+            self.applied.append(command)
+
+    def rejection(self, body: Command, at: datetime) -> str | None:
+        state = self.state
+        return rejection(
+            state.enrollment, state.scheduled, state.orders, body, at, all_orders_known=not state.history_trimmed
+        )
+
+    def finish(self, command: QueuedCommand, error: str | None, error_type: str | None) -> None:
+        """Record an update's outcome (None error: applied); its handler is waiting for it."""
+        if command.from_update:
+            self.state.outcomes[command.id] = CommandOutcome(error=error, error_type=error_type)
+
+    async def _catch_up(self, body: CatchUpCommand, at: datetime) -> None:
+        self.state.needs_advance = self.enrollment.status is not EnrollmentStatus.TERMINATED
+
+    async def _activate(self, body: ActivateCommand, at: datetime) -> None:
+        """Start an INITIAL enrollment now: ACTIVE, anchored at ``at``, its first period created at once."""
+        info = f"activated: {body.reason}" if body.reason else "activated"
+        await self._change_status(
+            StatusChange(status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=at, info=info, anchor=at)
+        )
+        self.state.needs_advance = True
+
+    def _current_period_end(self, at: datetime) -> datetime | None:
+        latest = self.enrollment.latest_period
+        return latest.end if latest is not None and latest.end > at else None
+
+    async def _pause(self, body: PauseCommand, at: datetime) -> None:
+        period_end = self._current_period_end(at)
+        if body.at_period_end and period_end is not None and self.enrollment.status is EnrollmentStatus.ACTIVE:
+            self.state.scheduled = ScheduledAction(kind="pause", at=period_end, reason=body.reason)
+            return
+        self.state.scheduled = None
+        info = f"paused: {body.reason}" if body.reason else "paused"
+        await self._change_status(
+            StatusChange(
+                status=EnrollmentStatus.PAUSED, event_key=self._key(), at=at, info=info, pause_reason=PauseReason.MANUAL
+            )
+        )
+
+    async def _resume(self, body: ResumeCommand, at: datetime) -> None:
+        reason = f": {body.reason}" if body.reason else ""
+        if self.state.scheduled is not None:
+            withdrawn, self.state.scheduled = self.state.scheduled, None
+            if self.enrollment.status is EnrollmentStatus.ACTIVE:
+                workflow.logger.info("withdrew the %s scheduled for %s", withdrawn.kind, withdrawn.at.isoformat())
+                return
+        # The running period continues; once it has ended, the resume time anchors a new schedule.
+        anchor = None if self._current_period_end(at) is not None else at
+        await self._change_status(
+            StatusChange(
+                status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=at, info=f"resumed{reason}", anchor=anchor
+            )
+        )
+        self.state.needs_advance = True
+
+    async def _terminate(self, body: TerminateCommand, at: datetime) -> None:
+        period_end = self._current_period_end(at)
+        status = self.enrollment.status
+        if body.at_period_end and period_end is not None and status is EnrollmentStatus.ACTIVE:
+            self.state.scheduled = ScheduledAction(kind="terminate", at=period_end, reason=body.reason)
+            return
+        self.state.scheduled = None
+        # Access runs to the end of what was paid, unless asked otherwise or already suspended.
+        keeps_access = not body.immediately and status is EnrollmentStatus.ACTIVE and period_end is not None
+        expires = period_end if keeps_access and period_end is not None else at
+        info = f"terminated: {body.reason}" if body.reason else "terminated"
+        await self._change_status(
+            StatusChange(status=EnrollmentStatus.TERMINATED, event_key=self._key(), at=at, info=info, expires=expires)
+        )
+
+    async def _order_status(self, body: OrderStatusCommand, at: datetime) -> None:
+        enrollment = self.enrollment
+        try:
+            updated = await activity_calls.apply_order_status(
+                OrderStatusRequest(enrollment_id=enrollment.id, order_id=body.order_id, status=body.status, now=at)
+            )
+        except ActivityError as error:
+            # Only for an order older than what this run carries: the store checked it in the database.
+            cause = error.cause
+            if not isinstance(cause, ApplicationError) or cause.type not in REFUSED_ORDER_CHANGES:
+                raise
+            raise CommandRefused(cause.message, cause.type) from None
+        self.state.orders = [updated if order.id == updated.id else order for order in self.state.orders]
+        for period in enrollment.periods:
+            if period.order_id == updated.id:
+                period.order_status = updated.status
+        if enrollment.status is EnrollmentStatus.PAUSED and enrollment.pause_reason is PauseReason.OVERDUE:
+            self.state.needs_advance = True  # the adapter decides whether payment lifts the overdue pause
+
+    @staticmethod
+    def _key() -> str:
+        """A new event key: what makes storing a status change idempotent."""
+        return str(workflow.uuid4())
+
+    async def _change_status(self, change: StatusChange) -> None:
+        """Store ``change`` (its log entry included), then apply it to the workflow's own state."""
+        enrollment = self.enrollment
+        await activity_calls.store_status_change(
+            StatusChangeRequest(enrollment_id=enrollment.id, **change.model_dump())
+        )
+        for name, value in change.changed_fields().items():
+            setattr(enrollment, name, value)
+        enrollment.log.append(EnrollmentLogEntry(at=change.at, status=change.status, info=change.info))
