@@ -21,13 +21,15 @@ from activities.faults import FaultPoint, fault_injector
 from activities.persistence import (
     EnrollmentConflict,
     EnrollmentNotFound,
+    EnrollmentTerminated,
     MakeOrder,
     OrderNotFound,
+    PersistenceError,
     ProductNotFound,
     Store,
 )
 from adapters.base import EnrollmentAdapter, EnrollmentContext, EnrollmentServices
-from adapters.calendar import InvalidPlanError, validate_plan
+from adapters.calendar import CalendarRangeError
 from adapters.director import EnrollmentDirector, NoAdapterForPlanError, UnknownAdapterError
 from adapters.domain import (
     Enrollment,
@@ -39,7 +41,8 @@ from adapters.domain import (
     Period,
     PeriodWindow,
     Product,
-    ProductType,
+    StatusChange,
+    describe_status,
 )
 from adapters.lifecycle import (
     ActivityName,
@@ -49,28 +52,18 @@ from adapters.lifecycle import (
     OrderStatusRequest,
     RegisterRequest,
     RegisterResult,
+    ScheduledActionRequest,
     StatusChangeRequest,
+    recent_history,
 )
+from adapters.rules import next_wake_up, plan_product_problem, start_problem, stored_plan_problem
 
-MAX_PERIODS_PER_ADVANCE = 500
+MAX_PERIODS_PER_ADVANCE = 100
 """Catching up after a long outage creates at most this many periods per call (the workflow calls again)."""
 
 
 def non_retryable(error_type: ErrorType, message: str) -> ApplicationError:
     return ApplicationError(message, type=str(error_type), non_retryable=True)
-
-
-def plan_product_problem(product_id: str, product: Product | None) -> tuple[ErrorType, str] | None:
-    """Why ``product`` cannot drive an enrollment (error type and message), or None when it can."""
-    if product is None:
-        return ErrorType.PRODUCT_NOT_FOUND, f"product {product_id!r} does not exist"
-    if product.type is not ProductType.PLAN_PRODUCT or product.plan is None:
-        return ErrorType.NOT_A_PLAN_PRODUCT, f"product {product_id!r} is a {product.type}, not a PLAN_PRODUCT"
-    try:
-        validate_plan(product.plan)
-    except InvalidPlanError as error:
-        return ErrorType.INVALID_PLAN, f"product {product_id!r} has an invalid plan: {error}"
-    return None
 
 
 class StoreServices:
@@ -100,6 +93,7 @@ class EnrollmentActivities:
             self.register_enrollment,
             self.advance_enrollment,
             self.change_enrollment_status,
+            self.set_scheduled_action,
             self.apply_order_status,
         ]
 
@@ -107,9 +101,7 @@ class EnrollmentActivities:
         try:
             product = await self.store.products.get(product_id)
         except ValidationError as error:  # a row written by another tool: retrying cannot fix it
-            problems = "; ".join(f"plan.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-            message = f"product {product_id!r} has an invalid plan: {problems}"
-            raise non_retryable(ErrorType.INVALID_PLAN, message) from None
+            raise non_retryable(*stored_plan_problem(product_id, error)) from None
         problem = plan_product_problem(product_id, product)
         if problem is not None:
             raise non_retryable(*problem)
@@ -138,13 +130,33 @@ class EnrollmentActivities:
 
     @activity.defn(name=ActivityName.REGISTER)
     async def register_enrollment(self, request: RegisterRequest) -> RegisterResult:
-        """Persist the enrollment (idempotent by id) and resolve its adapter through the director."""
-        product = await self._plan_product(request.terms.product_id)
-        assert product.plan is not None
+        """Persist the enrollment (idempotent by id) and resolve its adapter; or say why it cannot be.
+
+        A refusal (unknown product, invalid start, other terms under the same id, …) is a result, not a
+        failure: the workflow closes with it and the caller gets it typed. An enrollment that exists already
+        (a rebuilt workflow) comes back with its recent history and is not checked again.
+        """
         try:
-            adapter = self.director.resolve(product.plan)
+            return await self._register(request)
+        except ApplicationError as error:
+            if not error.non_retryable:
+                raise
+            activity.logger.info("registration of %s refused: %s", request.enrollment_id, error.message)
+            return RegisterResult(refused=error.message, refused_type=error.type)
+
+    async def _register(self, request: RegisterRequest) -> RegisterResult:
+        product = await self._plan_product(request.terms.product_id)
+        plan = product.require_plan()
+        try:
+            adapter = self.director.resolve(plan)
         except NoAdapterForPlanError as error:
             raise non_retryable(ErrorType.NO_ADAPTER, f"product {product.id!r}: {error}") from None
+        if not await self.store.enrollments.exists(request.enrollment_id):
+            problem = start_problem(
+                plan, request.anchor, request.terms.timezone, request.now, backdate=request.backdate
+            )
+            if problem is not None:
+                raise non_retryable(ErrorType.INVALID_START, problem)
         try:
             enrollment = await self.store.enrollments.create(
                 request.enrollment_id,
@@ -160,12 +172,56 @@ class EnrollmentActivities:
         except ProductNotFound as error:
             raise non_retryable(ErrorType.PRODUCT_NOT_FOUND, str(error)) from None
         fault_injector.hit(FaultPoint.AFTER_COMMIT)
-        return RegisterResult(enrollment=enrollment, adapter_key=adapter.key)
+        return RegisterResult(enrollment=recent_history(enrollment), adapter_key=adapter.key)
 
     @activity.defn(name=ActivityName.ADVANCE)
     async def advance_enrollment(self, request: AdvanceRequest) -> AdvanceResult:
-        """Create every period due by ``now`` with its order; report the next boundary and overdue."""
+        """Create every period due by ``now`` with its order; report the next boundary and overdue.
+
+        The store is first brought in line with the workflow's status (they differ after a Temporal reset),
+        unless the store has the enrollment TERMINATED, which is final: then nothing is made and the result
+        says so. A period that can never be made (the schedule leaves the calendar, an order the domain
+        refuses) is a non-retryable ``InvalidSchedule``: the workflow shows that it needs attention.
+        """
         enrollment = await self._enrollment(request.enrollment_id)
+        if enrollment.status is EnrollmentStatus.TERMINATED and request.status not in (None, enrollment.status):
+            return AdvanceResult(
+                periods=[],
+                orders=[],
+                next_period_start=None,
+                overdue=False,
+                deadline=None,
+                terminated=enrollment.expires,
+            )
+        if (
+            request.reconcile
+            and request.status is not None
+            and (request.status, request.pause_reason) != (enrollment.status, enrollment.pause_reason)
+        ):
+            enrollment = await self._reconcile(enrollment, request)
+        try:
+            return await self._advance(enrollment, request)
+        except (CalendarRangeError, OverflowError, ValidationError, ValueError) as error:
+            if isinstance(error, PersistenceError):
+                raise
+            message = f"enrollment {request.enrollment_id!r}: its next period cannot be made: {error}"
+            raise non_retryable(ErrorType.INVALID_SCHEDULE, " ".join(message.split())) from None
+
+    async def _reconcile(self, enrollment: Enrollment, request: AdvanceRequest) -> Enrollment:
+        """Store the workflow's status where the store says otherwise (its workflow was reset)."""
+        assert request.status is not None
+        was = describe_status(enrollment.status, enrollment.pause_reason)
+        change = StatusChange(
+            status=request.status,
+            pause_reason=request.pause_reason,
+            event_key=f"reconciled@{request.now.isoformat()}",
+            at=request.now,
+            info=f"reconciled with its workflow (the database said {was})",
+        )
+        activity.logger.warning("enrollment %s: %s", enrollment.id, change.info)
+        return await self.store.enrollments.change_status(enrollment.id, change)
+
+    async def _advance(self, enrollment: Enrollment, request: AdvanceRequest) -> AdvanceResult:
         product = await self._plan_product(enrollment.product_id)
         adapter_key = enrollment.adapter_key or self.director.resolve(product.require_plan()).key
         actions = self._actions(enrollment, product, request.now, adapter_key)
@@ -209,7 +265,7 @@ class EnrollmentActivities:
         new_periods = [period for period in enrollment.periods if is_new(period)]
         billed = [period for period in enrollment.periods if not is_new(period) and newly_billed(period)]
         orders = await self._orders_of([*new_periods, *billed], written)
-        return AdvanceResult(
+        result = AdvanceResult(
             periods=new_periods,
             orders=orders,
             next_period_start=next_window.start if next_window is not None else None,
@@ -218,6 +274,16 @@ class EnrollmentActivities:
             billed=billed,
             billing_due=_billing_due(enrollment, request.now) if in_arrears else None,
         )
+        wake_up = next_wake_up(
+            enrollment,
+            enrollment.scheduled,
+            next_period_start=result.next_period_start,
+            deadline=result.deadline,
+            billing_due=result.billing_due,
+        )
+        if wake_up != enrollment.next_wake_up:
+            await self.store.enrollments.set_next_wake_up(enrollment.id, wake_up)
+        return result
 
     async def _bill_in_arrears(
         self, enrollment: Enrollment, product: Product, now: datetime, adapter_key: str
@@ -230,7 +296,7 @@ class EnrollmentActivities:
         billing transaction's own session. Returns the updated snapshot.
         """
         for period in list(enrollment.periods):
-            if _is_closed(period) or enrollment.service_end(period) > now:
+            if _is_closed(period) or period.end > now:
                 continue
             make_order = self._order_maker(enrollment, product, now, adapter_key)
             stored, _ = await self.store.billing.bill_period(enrollment.id, period.start, make_order, now=now)
@@ -261,14 +327,29 @@ class EnrollmentActivities:
 
     @activity.defn(name=ActivityName.CHANGE_STATUS)
     async def change_enrollment_status(self, request: StatusChangeRequest) -> None:
-        """Record a status change with its reason in the enrollment's log (idempotent by event key)."""
+        """Record a status change with its reason in the enrollment's log (idempotent by event key).
+
+        An enrollment the store has TERMINATED refuses with ``EnrollmentTerminated`` and its expiry as the
+        error's details, so the workflow can take the termination over.
+        """
         try:
             await self.store.enrollments.change_status(request.enrollment_id, request)
         except EnrollmentNotFound as error:
             raise non_retryable(ErrorType.ENROLLMENT_NOT_FOUND, str(error)) from None
-        except ValueError as error:
-            raise non_retryable(ErrorType.INVALID_TRANSITION, str(error)) from None
+        except EnrollmentTerminated as error:
+            expires = None if error.expires is None else error.expires.isoformat()
+            raise ApplicationError(
+                str(error), expires, type=ErrorType.ENROLLMENT_TERMINATED, non_retryable=True
+            ) from None
         fault_injector.hit(FaultPoint.AFTER_COMMIT)
+
+    @activity.defn(name=ActivityName.SET_SCHEDULED)
+    async def set_scheduled_action(self, request: ScheduledActionRequest) -> None:
+        """Store the pause or termination scheduled at period end, or that none is any more."""
+        try:
+            await self.store.enrollments.set_scheduled(request.enrollment_id, request.scheduled)
+        except EnrollmentNotFound as error:
+            raise non_retryable(ErrorType.ENROLLMENT_NOT_FOUND, str(error)) from None
 
     @activity.defn(name=ActivityName.APPLY_ORDER_STATUS)
     async def apply_order_status(self, request: OrderStatusRequest) -> Order:
@@ -299,8 +380,12 @@ def _is_closed(period: Period) -> bool:
 
 
 def _billing_due(enrollment: Enrollment, now: datetime) -> datetime | None:
-    """When the next open period's service ends (the workflow advances then to bill it); None when none is open."""
-    ends = [enrollment.service_end(period) for period in enrollment.periods if not _is_closed(period)]
+    """When the next open period ends (the workflow advances then to bill it); None when none is open.
+
+    A period is billed at its end even when its service ended earlier (an immediate termination): usage
+    before the service end that is reported late is still counted until then.
+    """
+    ends = [period.end for period in enrollment.periods if not _is_closed(period)]
     later = [end for end in ends if end > now]
     return min(later) if later else None
 

@@ -1,4 +1,4 @@
-"""The order generator's activity: a page of enrollments, each one's workflow made sure to run and catch up.
+"""The order generator's activity: a page of enrollments, each one's workflow examined, repaired and caught up.
 
 For every ACTIVE or PAUSED enrollment of the page (keyset paging by id, so memory stays bounded however
 many enrollments there are) it
@@ -7,11 +7,10 @@ many enrollments there are) it
    valid plan, and its adapter is known. An enrollment failing these is reported (``ProductNotFound``,
    ``NotAPlanProduct``, ``InvalidPlan``, ``UnknownAdapter``, ``NoAdapterForPlan``) and not signalled:
    catching up could only fail its workflow;
-2. signals-with-start its workflow (``enrollment-<id>``, started from the enrollment's stored terms and
-   anchor when it is not running, e.g. lost or never started) with ``catch_up``, which makes the workflow
-   re-check its due periods now;
-3. when the workflow was not running, waits until the new run has registered the enrollment (the
-   ``registration`` update) and reports it if it could not.
+2. examines its workflow against the store (:mod:`activities.checkup`): a workflow an operator closed in
+   Temporal gets its termination recorded (never a restart); a missing or failed one is rebuilt from the
+   store; a running one is signalled ``catch_up``, which makes it re-check its due periods now; a wedged
+   one, one that needs attention or one that disagrees with the store is reported.
 
 Enrollments of a page are processed ``concurrency`` at a time; the activity heartbeats its progress.
 Sending ``catch_up`` twice is harmless, so a retried page repeats nothing that matters.
@@ -24,27 +23,21 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
+from temporalio.service import RPCError
 
-from activities.enrollment_activities import plan_product_problem
+from activities.checkup import Checkup, Problem, RebuildFailed, label
 from activities.persistence import Store
 from adapters.director import EnrollmentDirector, NoAdapterForPlanError, UnknownAdapterError, adapter_for_key
-from adapters.domain import Enrollment, EnrollmentStatus, EnrollmentTerms, Product
+from adapters.domain import Enrollment, EnrollmentStatus, Product
 from adapters.lifecycle import (
-    ENROLLMENT_WORKFLOW_TYPE,
     ActivityName,
     EnrollmentPageRequest,
     EnrollmentPageResult,
     ErrorType,
     GeneratorLogEntry,
-    MessageName,
-    workflow_id_for,
 )
+from adapters.rules import plan_product_problem
 
 PAGED_STATUSES = (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)
 
@@ -58,14 +51,8 @@ class EnrollmentProblem(Exception):
         self.message = message
 
 
-def enrollment_workflow_input(enrollment: Enrollment) -> dict[str, Any]:
-    """The input of ``EnrollmentWorkflow`` (``EnrollmentWorkflowInput``) for a stored enrollment.
-
-    Activities do not import the workflow package, so the input is built by its field names here;
-    ``tests/workflows/test_order_generator.py`` checks that it validates as ``EnrollmentWorkflowInput``.
-    """
-    terms = EnrollmentTerms.model_validate(enrollment.model_dump(include=set(EnrollmentTerms.model_fields)))
-    return {"enrollment_id": enrollment.id, "terms": terms, "start": enrollment.anchor}
+REPAIRED_QUIETLY = (Problem.CLOSED_IN_TEMPORAL, Problem.MISSING)
+"""Findings the pass repairs and only logs: the rest are reported in its result."""
 
 
 class GeneratorActivities:
@@ -74,8 +61,7 @@ class GeneratorActivities:
     def __init__(self, store: Store, director: EnrollmentDirector, client: Client, *, task_queue: str) -> None:
         self.store = store
         self.director = director
-        self.client = client
-        self.task_queue = task_queue
+        self.checkup = Checkup(client, store, task_queue)
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.process_enrollment_page]
@@ -97,14 +83,14 @@ class GeneratorActivities:
             async with gate:
                 try:
                     self._check(enrollment, products.get(enrollment.product_id))
-                    restarted += await self._ensure_caught_up(enrollment)
+                    restarted += await self._examine(enrollment)
                 except EnrollmentProblem as problem:
                     errors.append((index, GeneratorLogEntry(name=problem.name, message=problem.message)))
                     activity.logger.warning("order generator: %s: %s", problem.name, problem.message)
-                except RPCError as error:
-                    message = f"{_label(enrollment)}: {error.message}"
+                except (RPCError, RebuildFailed) as error:
+                    message = f"{label(enrollment)}: {getattr(error, 'message', error)}"
                     errors.append((index, GeneratorLogEntry(name=type(error).__name__, message=message)))
-                    activity.logger.warning("order generator: %s: %s", _label(enrollment), error)
+                    activity.logger.warning("order generator: %s", message)
                 done += 1
                 activity.heartbeat(done)
 
@@ -118,11 +104,11 @@ class GeneratorActivities:
 
     def _check(self, enrollment: Enrollment, product: Product | None) -> None:
         """What the enrollment's workflow needs to advance; raises :class:`EnrollmentProblem` naming it."""
-        label = _label(enrollment)
+        name = label(enrollment)
         problem = plan_product_problem(enrollment.product_id, product)
         if problem is not None:
             error_type, message = problem
-            raise EnrollmentProblem(error_type, f"{label}: {message}")
+            raise EnrollmentProblem(error_type, f"{name}: {message}")
         assert product is not None and product.plan is not None
         try:
             if enrollment.adapter_key:
@@ -130,52 +116,16 @@ class GeneratorActivities:
             else:
                 self.director.resolve(product.plan)
         except UnknownAdapterError as error:
-            raise EnrollmentProblem(ErrorType.UNKNOWN_ADAPTER, f"{label}: {error}") from None
+            raise EnrollmentProblem(ErrorType.UNKNOWN_ADAPTER, f"{name}: {error}") from None
         except NoAdapterForPlanError as error:
-            raise EnrollmentProblem(ErrorType.NO_ADAPTER, f"{label}: {error}") from None
+            raise EnrollmentProblem(ErrorType.NO_ADAPTER, f"{name}: {error}") from None
 
-    async def _ensure_caught_up(self, enrollment: Enrollment) -> int:
-        """Signal-with-start ``catch_up``; returns 1 when the workflow was not running (and now is), else 0."""
-        workflow_id = workflow_id_for(enrollment.id)
-        running = await self._is_running(workflow_id)
-        handle = await self.client.start_workflow(
-            ENROLLMENT_WORKFLOW_TYPE,
-            enrollment_workflow_input(enrollment),
-            id=workflow_id,
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            start_signal=MessageName.CATCH_UP_SIGNAL,
-            static_summary=f"{enrollment.number or enrollment.id} · {enrollment.product_id} · {enrollment.user_id}",
-        )
-        if running:
-            return 0
-        activity.logger.info("order generator: started the workflow of %s", _label(enrollment))
-        try:
-            await handle.execute_update(MessageName.REGISTRATION_UPDATE)
-        except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            name = (cause.type if isinstance(cause, ApplicationError) else None) or type(cause or error).__name__
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
-            raise EnrollmentProblem(name, f"{_label(enrollment)}: its workflow could not start: {message}") from None
-        return 1
-
-    async def _is_running(self, workflow_id: str) -> bool:
-        """Whether the workflow's latest run is running (the raw call: no search attribute decoding needed)."""
-        request = DescribeWorkflowExecutionRequest(
-            namespace=self.client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
-        )
-        try:
-            response = await self.client.workflow_service.describe_workflow_execution(request, retry=True)
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return response.workflow_execution_info.status == WorkflowExecutionStatus.RUNNING.value
-
-
-def _label(enrollment: Enrollment) -> str:
-    """``enrollment E-7KQ2M9XA (id)``: how log messages name an enrollment."""
-    if enrollment.number:
-        return f"enrollment {enrollment.number} ({enrollment.id})"
-    return f"enrollment {enrollment.id}"
+    async def _examine(self, enrollment: Enrollment) -> int:
+        """Examine and repair the enrollment's workflow; 1 when it was rebuilt. Raises what must be reported."""
+        findings = await self.checkup.examine(enrollment, repair=True, query=False)
+        for finding in findings:
+            activity.logger.warning("order generator: %s: %s (%s)", finding.problem, finding.message, finding.repaired)
+        reported = [finding for finding in findings if finding.problem not in REPAIRED_QUIETLY]
+        if reported:
+            raise EnrollmentProblem(reported[0].problem, "; ".join(finding.message for finding in reported))
+        return int(any(finding.problem is Problem.MISSING for finding in findings))

@@ -73,7 +73,10 @@ def _resolve_local(wall_clock: datetime, zone: ZoneInfo) -> datetime:
 
 def _wall_clock(instant: datetime, zone: ZoneInfo) -> datetime:
     """The naive local wall-clock time of an aware ``instant`` in ``zone``."""
-    return instant.astimezone(zone).replace(tzinfo=None, fold=0)
+    try:
+        return instant.astimezone(zone).replace(tzinfo=None, fold=0)
+    except OverflowError as error:
+        raise CalendarRangeError(f"{instant.isoformat()} in {zone.key} is outside the supported calendar") from error
 
 
 def _exact_shift(instant: datetime, interval: BillingInterval, count: int) -> datetime:
@@ -110,6 +113,13 @@ def _shift_wall_clock(wall: datetime, interval: BillingInterval, count: int) -> 
             f"{wall.isoformat()} + {count} {interval} is outside the supported calendar (years 1 to 9999)"
         ) from error
     raise ValueError(f"{interval} is not a calendar unit")
+
+
+def local_time_text(instant: datetime, timezone: str) -> str:
+    """``instant`` on the wall clock of ``timezone``, to the second, with its offset: ``2031-01-31 10:00:00 +01:00``."""
+    _require_aware("instant", instant)
+    local = instant.astimezone(ZoneInfo(timezone)).isoformat(sep=" ", timespec="seconds")
+    return f"{local[:19]} {local[19:]}"
 
 
 def validate_plan(plan: ProductPlan) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
@@ -23,7 +23,14 @@ from pydantic import (
     model_validator,
 )
 
+from adapters.text import control_characters
+
 MAX_QUANTITY = 1_000_000
+"""Most units of a plan an enrollment orders each period (licensed quantity)."""
+MAX_STORED_INTEGER = 2**63 - 1
+"""The largest integer a database column holds (BIGINT): amounts and usage units above it are refused."""
+MAX_UNITS = MAX_STORED_INTEGER
+"""Most units one order position can bill, and most usage one metered period can sum to (64-bit)."""
 MAX_CONFIGURATION_ENTRIES = 100
 MAX_CONFIGURATION_VALUE_LENGTH = 4_096
 
@@ -90,6 +97,31 @@ def _check_timezone(name: str) -> str:
 
 
 TimezoneName = Annotated[str, AfterValidator(_check_timezone)]
+
+
+def _check_identifier(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if value != value.strip():
+        raise ValueError(f"must not start or end with white space, got {value!r}")
+    controls = control_characters(value)
+    if controls:
+        raise ValueError(f"must not contain control characters ({', '.join(controls)})")
+    return value
+
+
+def _check_line(value: str) -> str:
+    controls = control_characters(value)
+    if controls:
+        raise ValueError(f"must be one line of text without control characters ({', '.join(controls)})")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
+"""An id people type and read (enrollment, user, product, order): no control characters, no blank, no outer spaces."""
+
+Line = Annotated[str, AfterValidator(_check_line)]
+"""Free text shown on one line (a reason): no line breaks or other control characters."""
 """An IANA time zone name such as ``Europe/Zurich``; rejected with a clear error when unknown."""
 
 
@@ -185,11 +217,11 @@ class ProductPlan(DomainModel):
 class Product(DomainModel):
     """A sellable product; only ``PLAN_PRODUCT`` with a plan can be enrolled in."""
 
-    id: str = Field(min_length=1, max_length=128)
+    id: Identifier = Field(min_length=1, max_length=128)
     type: ProductType = ProductType.PLAN_PRODUCT
     plan: ProductPlan | None = Field(default=None, validate_default=True)
     title: str | None = Field(default=None, max_length=256)
-    price_amount: int | None = Field(default=None, ge=0, description="minor units, e.g. cents")
+    price_amount: int | None = Field(default=None, ge=0, le=MAX_STORED_INTEGER, description="minor units, e.g. cents")
     price_currency: str | None = Field(default=None, min_length=3, max_length=3)
 
     @field_validator("plan")
@@ -274,7 +306,7 @@ class Period(PeriodWindow):
 class OrderPosition(DomainModel):
     product_id: str = Field(min_length=1)
     original_product_id: str = Field(min_length=1)
-    quantity: int = Field(ge=0, le=MAX_QUANTITY)
+    quantity: int = Field(ge=0, le=MAX_UNITS)
     configuration: Configuration = Field(default_factory=list)
 
 
@@ -344,6 +376,21 @@ class StatusChange(DomainModel):
         return fields
 
 
+def service_end(start: datetime, end: datetime, expires: datetime | None) -> datetime:
+    """When the service of the period ``[start, end)`` ends for an enrollment expiring at ``expires``."""
+    if expires is not None and expires < end:
+        return max(expires, start)
+    return end
+
+
+class ScheduledAction(DomainModel):
+    """A pause or termination that takes effect when the current period ends."""
+
+    kind: Literal["pause", "terminate"]
+    at: UtcDatetime
+    reason: Line | None = None
+
+
 class EnrollmentLogEntry(DomainModel):
     """One line of an enrollment's append-only history: what happened and why."""
 
@@ -363,8 +410,8 @@ class EnrollmentPlan(DomainModel):
 class EnrollmentTerms(DomainModel):
     """Everything a caller chooses when creating an enrollment (the enrollment less its lifecycle)."""
 
-    user_id: str = Field(min_length=1, max_length=128)
-    product_id: str = Field(min_length=1, max_length=128)
+    user_id: Identifier = Field(min_length=1, max_length=128)
+    product_id: Identifier = Field(min_length=1, max_length=128)
     quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY)
     configuration: Configuration = Field(default_factory=list)
     timezone: TimezoneName = "UTC"
@@ -385,7 +432,7 @@ class Enrollment(EnrollmentTerms):
     the resume time after a pause that outlived its period); periods are computed from it.
     """
 
-    id: str = Field(min_length=1, max_length=128)
+    id: Identifier = Field(min_length=1, max_length=128)
     number: str | None = None
     status: EnrollmentStatus = EnrollmentStatus.INITIAL
     pause_reason: PauseReason | None = None
@@ -393,6 +440,10 @@ class Enrollment(EnrollmentTerms):
     periods: list[Period] = Field(default_factory=list)
     expires: UtcDatetime | None = None
     adapter_key: str | None = Field(default=None, description="key of the adapter resolved at registration")
+    scheduled: ScheduledAction | None = Field(default=None, description="a pause or termination at period end")
+    next_wake_up: UtcDatetime | None = Field(
+        default=None, description="when its workflow next acts on its own (a period, a deadline, the start)"
+    )
     created: UtcDatetime | None = None
     updated: UtcDatetime | None = None
     log: list[EnrollmentLogEntry] = Field(default_factory=list)
@@ -411,43 +462,11 @@ class Enrollment(EnrollmentTerms):
     def service_end(self, period: PeriodWindow) -> datetime:
         """When the service of ``period`` ends: its end, or ``expires`` when the enrollment ended earlier.
 
-        Billing in arrears bills a period once this moment has passed, for the usage before it.
+        Billing in arrears bills a period once the period has ended, for the usage before this moment.
         """
-        if self.expires is not None and self.expires < period.end:
-            return max(self.expires, period.start)
-        return period.end
+        return service_end(period.start, period.end, self.expires)
 
     @property
     def periods_in_schedule(self) -> list[Period]:
         """The periods of the current schedule (those starting at or after the anchor)."""
         return [period for period in self.periods if period.start >= self.anchor]
-
-
-class CheckoutPosition(DomainModel):
-    """One position of a checkout order: what the customer bought."""
-
-    product_id: str = Field(min_length=1, max_length=128)
-    quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY)
-    configuration: Configuration = Field(default_factory=list)
-
-
-class CheckoutOrder(DomainModel):
-    """A shop's checkout order; once CONFIRMED or FULFILLED, each of its plan positions becomes an enrollment.
-
-    The enrollments copy the order's user, billing address, contact, country/currency, payment and
-    delivery providers; ``timezone`` (default UTC) is the customer's, for calendar periods.
-    """
-
-    id: str = Field(min_length=1, max_length=128)
-    number: str | None = Field(default=None, max_length=64)
-    user_id: str = Field(min_length=1, max_length=128)
-    status: OrderStatus
-    positions: list[CheckoutPosition] = Field(min_length=1, max_length=MAX_CONFIGURATION_ENTRIES)
-    billing_address: Address | None = None
-    contact: Contact | None = None
-    country_code: str | None = Field(default=None, min_length=2, max_length=2)
-    currency_code: str | None = Field(default=None, min_length=3, max_length=3)
-    payment: ProviderRef | None = None
-    delivery: ProviderRef | None = None
-    timezone: TimezoneName = "UTC"
-    context: dict[str, Any] = Field(default_factory=dict)

@@ -16,10 +16,15 @@ from pydantic import Field, model_validator
 from adapters.domain import (
     DomainModel,
     Enrollment,
+    EnrollmentStatus,
     EnrollmentTerms,
+    Identifier,
+    Line,
     Order,
     OrderStatus,
+    PauseReason,
     Period,
+    ScheduledAction,
     StatusChange,
     UtcDatetime,
 )
@@ -27,6 +32,12 @@ from adapters.domain import (
 TASK_QUEUE = "enrollments"
 WORKFLOW_ID_PREFIX = "enrollment-"
 
+
+STATUS_ATTRIBUTE = "EnrollmentStatus"
+"""Search attribute (keyword) with an enrollment's status, set by its workflow."""
+HEALTH_ATTRIBUTE = "EnrollmentHealth"
+"""Search attribute (keyword): ``ATTENTION`` while an enrollment cannot make progress, unset otherwise."""
+ATTENTION = "ATTENTION"
 
 ENROLLMENT_WORKFLOW_TYPE = "EnrollmentWorkflow"
 """Workflow type name of :class:`workflows.enrollment.EnrollmentWorkflow` (activities start it by name)."""
@@ -39,12 +50,39 @@ def workflow_id_for(enrollment_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{enrollment_id}"
 
 
+KEPT_PERIODS = 24
+"""Periods an enrollment's workflow carries (besides any not billed yet); older ones are in the database only."""
+KEPT_LOG_ENTRIES = 50
+
+
+def recent_history(enrollment: Enrollment) -> Enrollment:
+    """``enrollment`` with the history its workflow carries: the latest :data:`KEPT_PERIODS` periods, every
+    period not billed yet (billing in arrears needs it) and the latest :data:`KEPT_LOG_ENTRIES` log entries.
+
+    A MINUTES plan makes hundreds of periods a day; carried in full, the history would outgrow Temporal's payload
+    limit. The database keeps everything; the activities read what they decide on from there.
+    """
+    periods, log = enrollment.periods, enrollment.log
+    if len(periods) <= KEPT_PERIODS and len(log) <= KEPT_LOG_ENTRIES:
+        return enrollment
+    kept = periods
+    if len(periods) > KEPT_PERIODS:
+        oldest_kept = periods[-KEPT_PERIODS].start
+        kept = [
+            period
+            for period in periods
+            if period.start >= oldest_kept or (period.order_id is None and period.billed_at is None)
+        ]
+    return enrollment.model_copy(update={"periods": kept, "log": log[-KEPT_LOG_ENTRIES:]})
+
+
 class ActivityName(StrEnum):
     """Activity names, shared by the workflow (which calls by name) and the activities (which register)."""
 
     REGISTER = "register_enrollment"
     ADVANCE = "advance_enrollment"
     CHANGE_STATUS = "change_enrollment_status"
+    SET_SCHEDULED = "set_scheduled_action"
     APPLY_ORDER_STATUS = "apply_order_status"
     PROCESS_ENROLLMENT_PAGE = "process_enrollment_page"
 
@@ -80,6 +118,9 @@ class ErrorType(StrEnum):
     ORDER_NOT_FOUND = "OrderNotFound"
     INVALID_TRANSITION = "InvalidTransition"
     INVALID_INPUT = "InvalidInput"
+    INVALID_START = "InvalidStart"
+    INVALID_SCHEDULE = "InvalidSchedule"
+    ENROLLMENT_TERMINATED = "EnrollmentTerminated"
 
 
 # --- activity contracts ----------------------------------------------------------------------------
@@ -90,11 +131,16 @@ class RegisterRequest(DomainModel):
     terms: EnrollmentTerms
     anchor: UtcDatetime
     now: UtcDatetime
+    backdate: bool = Field(default=False, description="a start more than a period in the past is intended")
 
 
 class RegisterResult(DomainModel):
-    enrollment: Enrollment
-    adapter_key: str
+    """The registered enrollment (its recent history when it existed already), or why it was refused."""
+
+    enrollment: Enrollment | None = None
+    adapter_key: str | None = None
+    refused: str | None = Field(default=None, description="why the enrollment cannot be registered")
+    refused_type: str | None = None
 
 
 class AdvanceRequest(DomainModel):
@@ -110,6 +156,13 @@ class AdvanceRequest(DomainModel):
         default=None,
         description="start of the earliest period the workflow knows as not billed (no order, no billed_at); "
         "periods from there through known_through that are billed now are returned in `billed`",
+    )
+    status: EnrollmentStatus | None = Field(
+        default=None, description="the workflow's status: the store is brought in line with it (after a reset)"
+    )
+    pause_reason: PauseReason | None = None
+    reconcile: bool = Field(
+        default=True, description="False while commands wait to be applied: they decide the status first"
     )
 
 
@@ -129,12 +182,22 @@ class AdvanceResult(DomainModel):
         description="when the next period billed in arrears ends: the workflow advances then, even when it is "
         "paused or terminated; None when nothing is left to bill",
     )
+    terminated: UtcDatetime | None = Field(
+        default=None, description="the store has the enrollment TERMINATED (final), with this expiry: nothing was made"
+    )
 
 
 class StatusChangeRequest(StatusChange):
     """Store a status change of an enrollment (the change itself, whole, plus whose it is)."""
 
     enrollment_id: str
+
+
+class ScheduledActionRequest(DomainModel):
+    """Store the pause or termination scheduled at period end (None: none is any more)."""
+
+    enrollment_id: str
+    scheduled: ScheduledAction | None = None
 
 
 class OrderStatusRequest(DomainModel):
@@ -149,18 +212,18 @@ class OrderStatusRequest(DomainModel):
 
 class PauseCommand(DomainModel):
     kind: Literal["pause"] = "pause"
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Line | None = Field(default=None, max_length=500)
     at_period_end: bool = False
 
 
 class ResumeCommand(DomainModel):
     kind: Literal["resume"] = "resume"
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Line | None = Field(default=None, max_length=500)
 
 
 class TerminateCommand(DomainModel):
     kind: Literal["terminate"] = "terminate"
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Line | None = Field(default=None, max_length=500)
     at_period_end: bool = False
     immediately: bool = False
 
@@ -173,7 +236,7 @@ class TerminateCommand(DomainModel):
 
 class OrderStatusCommand(DomainModel):
     kind: Literal["order_status"] = "order_status"
-    order_id: str = Field(min_length=1)
+    order_id: Identifier = Field(min_length=1)
     status: OrderStatus
 
 
@@ -185,7 +248,7 @@ class ActivateCommand(DomainModel):
     """Start an INITIAL (scheduled) enrollment now instead of at its start."""
 
     kind: Literal["activate"] = "activate"
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Line | None = Field(default=None, max_length=500)
 
 
 Command = PauseCommand | ResumeCommand | TerminateCommand | OrderStatusCommand | CatchUpCommand | ActivateCommand
@@ -249,20 +312,13 @@ class QueuedCommand(DomainModel):
     from_update: bool = False
 
 
-class ScheduledAction(DomainModel):
-    """A pause or termination that takes effect when the current period ends."""
-
-    kind: Literal["pause", "terminate"]
-    at: UtcDatetime
-    reason: str | None = None
-
-
 class EnrollmentView(Enrollment):
     """The full state of an enrollment as its workflow sees it (the ``state`` query, ``status --json``)."""
 
     orders: list[Order] = Field(default_factory=list)
-    next_wake_up: UtcDatetime | None = None
-    scheduled: ScheduledAction | None = None
+    attention: str | None = Field(
+        default=None, description="why the enrollment cannot make progress (None: it can); see docs/operators.md"
+    )
     history_trimmed: bool = Field(
         default=False,
         description="the workflow carries the latest periods, orders and log entries only; the database has all",

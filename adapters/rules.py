@@ -7,17 +7,33 @@ on what the rule is. Each returns None when the rule is met, else the reason, ph
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from pydantic import ValidationError
+
+from adapters.calendar import CalendarRangeError, InvalidPlanError, Schedule, validate_plan
 from adapters.domain import (
+    MAX_UNITS,
+    Enrollment,
     EnrollmentStatus,
+    Order,
+    OrderStatus,
     PauseReason,
     Period,
+    Product,
     ProductPlan,
+    ProductType,
+    ScheduledAction,
     StatusChange,
     UsageCalculationType,
     isoformat_utc,
 )
+from adapters.lifecycle import ErrorType
+
+MAX_BACKDATED_PERIODS = 1_000
+"""Most periods a backdated enrollment catches up on when it is created."""
+MAX_START_AHEAD = timedelta(days=3_653)
+"""How far ahead an enrollment may be scheduled to start (ten years)."""
 
 
 def status_change_problem(enrollment_id: str, current: EnrollmentStatus, change: StatusChange) -> str | None:
@@ -32,6 +48,108 @@ def new_period_problem(enrollment_id: str, status: EnrollmentStatus) -> str | No
     if status is EnrollmentStatus.TERMINATED:
         return f"enrollment {enrollment_id!r} is TERMINATED: it gets no new periods"
     return None
+
+
+def creates_periods(status: EnrollmentStatus, pause_reason: PauseReason | None) -> bool:
+    """Whether an enrollment gets new periods: ACTIVE, or PAUSED only because a payment is overdue."""
+    return status is EnrollmentStatus.ACTIVE or (
+        status is EnrollmentStatus.PAUSED and pause_reason is PauseReason.OVERDUE
+    )
+
+
+def next_wake_up(
+    enrollment: Enrollment,
+    scheduled: ScheduledAction | None,
+    *,
+    next_period_start: datetime | None,
+    deadline: datetime | None,
+    billing_due: datetime | None,
+    needs_attention: bool = False,
+) -> datetime | None:
+    """When an enrollment's workflow next acts on its own; None when nothing will happen without a command.
+
+    The earliest of: the start of an INITIAL enrollment, a pause or termination scheduled at period end, the
+    next period (when it gets periods), the payment deadline, and the end of a period billed in arrears. An
+    enrollment in need of attention waits for a command instead of its boundaries: they are what failed.
+    """
+    status = enrollment.status
+    moments = [enrollment.anchor] if status is EnrollmentStatus.INITIAL else []
+    if scheduled is not None:
+        moments.append(scheduled.at)
+    if not needs_attention:
+        if creates_periods(status, enrollment.pause_reason) and next_period_start is not None:
+            moments.append(next_period_start)
+        if status is not EnrollmentStatus.TERMINATED and deadline is not None:
+            moments.append(deadline)
+        if billing_due is not None:
+            moments.append(billing_due)
+    return min(moments) if moments else None
+
+
+def order_voided_by_termination(enrollment: Enrollment, orders: list[Order], at: datetime) -> Order | None:
+    """The order a termination that ends access at ``at`` rejects: the unpaid order of the period cut short.
+
+    Its service will not be delivered, and a PENDING order left behind would still be collected (payment
+    retries, dunning) from a customer who has no subscription any more. A paid order stays as it is: refunds
+    are the shop's decision (it hears of the termination through its events). Orders of earlier periods were
+    served and stay due. None when nothing is to be rejected.
+    """
+    if enrollment.expires is None or enrollment.expires > at:
+        return None  # access continues to the period's end: the period is served
+    period = enrollment.period_at(at)
+    if period is None or period.order_id is None:
+        return None
+    order = next((order for order in orders if order.id == period.order_id), None)
+    return order if order is not None and order.status is OrderStatus.PENDING else None
+
+
+def start_problem(plan: ProductPlan, start: datetime, timezone: str, now: datetime, *, backdate: bool) -> str | None:
+    """Why an enrollment on ``plan`` cannot start at ``start`` (seen at ``now``), or None when it can.
+
+    A start in the first period of its schedule or ahead of ``now`` is plain; one more than a period in the
+    past must be asked for (``backdate``) and may catch up on at most :data:`MAX_BACKDATED_PERIODS` periods,
+    each with its order. A start more than :data:`MAX_START_AHEAD` ahead, or one whose schedule leaves the
+    calendar (years 1 to 9999), is refused: those are typing errors, not plans.
+    """
+    when = isoformat_utc(start)
+    if start > now + MAX_START_AHEAD:
+        return f"start {when} is more than {MAX_START_AHEAD.days // 365} years ahead; check the year"
+    try:
+        schedule = Schedule(plan=plan, anchor=start, timezone=timezone)
+        schedule.periods(2)
+        behind = schedule.index_of_period_containing(now) if start <= now else 0
+    except CalendarRangeError as error:
+        return f"start {when} in {timezone} is outside the supported calendar: {error}"
+    if behind >= MAX_BACKDATED_PERIODS:
+        return (
+            f"start {when} is {behind} periods in the past; at most {MAX_BACKDATED_PERIODS} periods are caught up "
+            "on (check the year, or start it later)"
+        )
+    if behind >= 1 and not backdate:
+        return (
+            f"start {when} is {behind} periods in the past: creating it makes {behind + 1} periods and their orders "
+            "at once; ask for that explicitly (backdate)"
+        )
+    return None
+
+
+def plan_product_problem(product_id: str, product: Product | None) -> tuple[ErrorType, str] | None:
+    """Why ``product`` cannot drive an enrollment (error type and message), or None when it can."""
+    if product is None:
+        return ErrorType.PRODUCT_NOT_FOUND, f"product {product_id!r} does not exist"
+    if product.type is not ProductType.PLAN_PRODUCT or product.plan is None:
+        return ErrorType.NOT_A_PLAN_PRODUCT, f"product {product_id!r} is a {product.type}, not a PLAN_PRODUCT"
+    try:
+        validate_plan(product.plan)
+    except InvalidPlanError as error:
+        return ErrorType.INVALID_PLAN, f"product {product_id!r} has an invalid plan: {error}"
+    return None
+
+
+def stored_plan_problem(product_id: str, error: ValidationError) -> tuple[ErrorType, str]:
+    """A stored product whose plan does not validate (a row written by another tool), as a problem."""
+    problems = "; ".join(f"plan.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+    return ErrorType.INVALID_PLAN, f"product {product_id!r} has an invalid plan: {problems}"
 
 
 def describe_window(start: datetime, end: datetime) -> str:
@@ -51,6 +169,8 @@ def usage_refusal(
     containing: Period | None,
     first_start: datetime | None,
     latest_end: datetime | None,
+    units: int = 0,
+    window_units: int = 0,
 ) -> str | None:
     """Why usage at ``at`` can never be billed for an enrollment, or None when it can.
 
@@ -59,11 +179,18 @@ def usage_refusal(
     after ``expires``; ``at`` in a period that is billed already (late usage); before the first period (or
     the start); in a gap no period covers (a manual pause); after the latest period of a manually PAUSED
     enrollment. Usage after the latest period of an enrollment that keeps getting periods is accepted: the
-    period that covers it is not made yet.
+    period that covers it is not made yet. ``units`` more on top of the ``window_units`` already recorded for
+    the same unbilled window must stay within :data:`~adapters.domain.MAX_UNITS` (64 bits), so a period's sum
+    and its order's quantity always fit.
     """
     if plan is None or plan.usage_calculation_type is not UsageCalculationType.METERED:
         kind = "no plan" if plan is None else f"a {plan.usage_calculation_type.value} plan"
         return f"its product {product_id!r} has {kind}; usage is recorded for METERED plans only"
+    if units + window_units > MAX_UNITS:
+        return (
+            f"{units} more units would bring the usage of its billing window to {units + window_units}, above the "
+            f"{MAX_UNITS} (2^63 - 1) one period can bill"
+        )
     when = isoformat_utc(at)
     if expires is not None and at >= expires:
         return f"{when} is not before the enrollment's expiry {isoformat_utc(expires)}"

@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench import scenarios
 from bench.harness import dev_server, machine, postgres_database, time_skipping_server
+from bench.webhooks import webhook_throughput
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -39,15 +40,17 @@ class Sizes:
     generator: bool
     db_periods: int
     db_concurrency: int
+    webhook_enrollments: int
+    webhook_events_each: int
 
 
 MODES = {
     # The smoke test's: proves the harness end to end, says nothing about speed.
-    "tiny": Sizes(4, 4, 1, 25, 6, 4, (), 4, False, 16, 2),
+    "tiny": Sizes(4, 4, 1, 25, 6, 4, (), 4, False, 16, 2, 4, 6),
     # Under two minutes: every ratio, queries with 60 open enrollments, no scale curve, no generator pass.
-    "quick": Sizes(60, 20, 8, 30, 60, 60, (), 20, False, 240, 4),
+    "quick": Sizes(60, 20, 8, 30, 60, 60, (), 20, False, 240, 4, 50, 60),
     # The full run: 1,000 open enrollments for queries, the scale curve (``--scale 1000,10000`` for 10k).
-    "full": Sizes(400, 20, 20, 60, 1000, 500, (1000, 3000), 20, True, 2000, 4),
+    "full": Sizes(400, 20, 20, 60, 1000, 500, (1000, 3000), 20, True, 2000, 4, 100, 100),
 }
 
 
@@ -69,6 +72,12 @@ async def run(mode: str, scale_sizes: tuple[int, ...] | None = None) -> dict[str
         if not sizes.scale_sizes:  # no memory curve: the queries may share the server and database
             _progress(f"{mode}: query latency ({sizes.query_open} open enrollments)")
             results.update(await _scale_and_queries(env, url, sizes))
+    backlog = sizes.webhook_enrollments * (2 + sizes.webhook_events_each)
+    _progress(f"{mode}: webhook delivery ({backlog} events of {sizes.webhook_enrollments} enrollments per round)")
+    async with postgres_database() as url, dev_server() as env:
+        results["webhooks"] = await webhook_throughput(
+            env, url, enrollments=sizes.webhook_enrollments, events_each=sizes.webhook_events_each, concurrency=10
+        )
     _progress(f"{mode}: renewal throughput and cost ({sizes.renewal_enrollments} × {sizes.renewal_periods} periods)")
     async with postgres_database() as url, time_skipping_server() as env:
         results.update(await scenarios.renewal_throughput(env, url, sizes.renewal_enrollments, sizes.renewal_periods))
@@ -115,6 +124,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "query_p99_after_restart_ms": queries["after_restart"]["p99_ms"],
         "query_open_enrollments": queries["open_enrollments"],
         "db_ratio": results["database"]["db_ratio"],
+        "webhook_ratio": results["webhooks"]["webhook_ratio"],
         "seconds": results["seconds"],
     }
 

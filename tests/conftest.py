@@ -156,7 +156,7 @@ def store(sessions: async_sessionmaker[AsyncSession]) -> Store:
     return Store.over(sessions)
 
 
-pytest_plugins = ["tests.support.temporal_env", "tests.support.dev_stack_env"]
+pytest_plugins = ["tests.support.temporal_env", "tests.support.dev_stack_env", "tests.support.cli_env"]
 
 TEST_KINDS = ("unit", "db", "workflows", "e2e", "chaos")
 """The folders of ``tests/``; each test is marked with its folder's kind (``pytest -m unit`` and so on)."""

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         OrderStatusRequest,
         RegisterRequest,
         RegisterResult,
+        ScheduledActionRequest,
         StatusChangeRequest,
     )
 
@@ -69,6 +70,12 @@ async def advance(request: AdvanceRequest) -> AdvanceResult:
 async def store_status_change(request: StatusChangeRequest) -> None:
     """Store a status change with its log entry (idempotent by its event key)."""
     await _execute(ActivityName.CHANGE_STATUS, request, type(None), f"{request.status}: {request.info}")
+
+
+async def store_scheduled_action(request: ScheduledActionRequest) -> None:
+    """Store the pause or termination scheduled at period end (or that none is)."""
+    what = "nothing" if request.scheduled is None else f"{request.scheduled.kind} at {request.scheduled.at.isoformat()}"
+    await _execute(ActivityName.SET_SCHEDULED, request, type(None), f"scheduled: {what}")
 
 
 async def apply_order_status(request: OrderStatusRequest) -> Order:

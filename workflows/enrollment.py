@@ -9,6 +9,7 @@ in one pydantic model that continue-as-new carries over.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from adapters.director import UnknownAdapterError, adapter_for_key
     from adapters.domain import EnrollmentStatus
     from adapters.lifecycle import (
+        ATTENTION,
         ActivateCommand,
         CatchUpCommand,
         Command,
@@ -32,20 +34,26 @@ with workflow.unsafe.imports_passed_through():
         PauseCommand,
         QueuedCommand,
         RegisterRequest,
+        RegisterResult,
         ResumeCommand,
         TerminateCommand,
     )
+    from adapters.text import escape_markdown, printable
     from workflows import activity_calls
     from workflows.details import render_details
-    from workflows.enrollment_machine import EnrollmentMachine
+    from workflows.enrollment_machine import CommandRefused, EnrollmentMachine
     from workflows.enrollment_state import EnrollmentWorkflowInput, EnrollmentWorkflowState, carried_over
     from workflows.messages import MalformedMessage, command_signal, command_update, decode_command
     from workflows.search_attributes import (
+        ENROLLMENT_HEALTH,
         ENROLLMENT_NEXT_PERIOD_AT,
         ENROLLMENT_PRODUCT_ID,
         ENROLLMENT_STATUS,
         ENROLLMENT_USER_ID,
     )
+
+
+REFUSED_REGISTRATION_COMPLETES = "refused-registration-completes"
 
 
 @workflow.defn(name="EnrollmentWorkflow")
@@ -63,9 +71,20 @@ class EnrollmentWorkflow:
     # --- run --------------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, input: EnrollmentWorkflowInput) -> EnrollmentView:
-        if self.state.enrollment is None:
-            await self._register()
+    async def run(self, input: EnrollmentWorkflowInput) -> EnrollmentView | None:
+        if self.state.enrollment is None and not await self._register():
+            return None  # refused: the caller of the registration update got the reason
+        try:
+            await self._live()
+        except asyncio.CancelledError:
+            # Temporal's Cancel (Web UI, CLI): an immediate termination with the canceller's reason.
+            await self._terminate_on_cancel()
+            raise
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self.state.commands))
+        return self._view()
+
+    async def _live(self) -> None:
+        """The loop: apply commands, reach boundaries, publish, sleep; until TERMINATED with nothing left."""
         while True:
             await self.machine.apply_commands()
             await self.machine.reach_boundaries(workflow.now())
@@ -83,7 +102,7 @@ class EnrollmentWorkflow:
                 and self.state.scheduled is None
                 and self.state.billing_due is None  # a period billed in arrears is billed after the end
             ):
-                break
+                return
             if self._should_continue_as_new():
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self.state.commands))
                 if not self.state.commands:
@@ -91,31 +110,57 @@ class EnrollmentWorkflow:
                     workflow.continue_as_new(self.input.model_copy(update={"state": carried_over(self.state)}))
                 continue
             await self._sleep_until_next_boundary()
-        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self.state.commands))
-        return self._view()
 
-    async def _register(self) -> None:
+    async def _register(self) -> bool:
+        """Register the enrollment (or find it: a workflow rebuilt from the database); False when refused."""
         now = workflow.now()
         request = RegisterRequest(
             enrollment_id=self.input.enrollment_id,
             terms=self.input.terms,
             anchor=self.input.start or now,
             now=now,
+            backdate=self.input.backdate,
         )
         try:
             result = await activity_calls.register(request)
-        except ActivityError as error:
+        except ActivityError as error:  # how workers refused before refusals were results
             cause = error.cause
             message = str(cause) if isinstance(cause, ApplicationError) else str(error)
-            error_type = cause.type if isinstance(cause, ApplicationError) else None
-            self.state.failure, self.state.failure_type = message, error_type
-            for command in self.state.commands:
-                self.machine.finish(command, f"enrollment could not be registered: {message}", error_type)
-            self.state.commands.clear()
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            raise ApplicationError(message, type=error_type, non_retryable=True) from None
-        self.state.enrollment = result.enrollment.model_copy(update={"adapter_key": result.adapter_key})
+            result = RegisterResult(
+                refused=message, refused_type=cause.type if isinstance(cause, ApplicationError) else None
+            )
+        if result.enrollment is None or result.adapter_key is None:
+            return await self._refused(result.refused or "the enrollment could not be registered", result.refused_type)
+        enrollment = result.enrollment
+        self.state.enrollment = enrollment.model_copy(update={"adapter_key": result.adapter_key})
+        self.state.scheduled = enrollment.scheduled
+        # Rebuilt from the database: older orders are there, not in this state.
+        self.state.history_trimmed = bool(enrollment.periods)
         self.state.needs_advance = True
+        return True
+
+    async def _refused(self, message: str, error_type: str | None) -> bool:
+        """Answer every waiting caller with the refusal, then close: completed, not failed (it is an answer)."""
+        self.state.failure, self.state.failure_type = message, error_type
+        for command in self.state.commands:
+            self.machine.finish(command, f"enrollment could not be registered: {message}", error_type)
+        self.state.commands.clear()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if workflow.patched(REFUSED_REGISTRATION_COMPLETES):
+            workflow.set_current_details(f"**Refused:** {escape_markdown(message)}")
+            return False
+        raise ApplicationError(message, type=error_type, non_retryable=True)
+
+    async def _terminate_on_cancel(self) -> None:
+        enrollment = self.state.enrollment
+        if enrollment is None or enrollment.status is EnrollmentStatus.TERMINATED:
+            return
+        reason = printable(workflow.cancellation_reason() or "no reason given")
+        command = TerminateCommand(reason=f"cancelled in Temporal: {reason}"[:500], immediately=True)
+        with contextlib.suppress(CommandRefused):  # the database had it TERMINATED already
+            await self.machine.terminate(command, workflow.now())
+            await self.machine.reach_boundaries(workflow.now())
+        self._publish()
 
     # --- sleeping, publishing, continue-as-new ----------------------------------------------------
 
@@ -146,6 +191,12 @@ class EnrollmentWorkflow:
         ):
             if current.get(key) != value:
                 updates.append(key.value_set(value))
+        # Set only while the enrollment needs attention: filter with EnrollmentHealth = "ATTENTION".
+        health = ATTENTION if self.state.attention is not None else None
+        if current.get(ENROLLMENT_HEALTH) != health:
+            updates.append(
+                ENROLLMENT_HEALTH.value_set(health) if health is not None else ENROLLMENT_HEALTH.value_unset()
+            )
         if current.get(ENROLLMENT_NEXT_PERIOD_AT) != next_period:
             updates.append(
                 ENROLLMENT_NEXT_PERIOD_AT.value_set(next_period)
@@ -165,11 +216,14 @@ class EnrollmentWorkflow:
                 type=self.state.failure_type or ErrorType.ENROLLMENT_NOT_FOUND,
             )
         return EnrollmentView(
-            **self.state.enrollment.model_dump(),
+            **{
+                **self.state.enrollment.model_dump(),
+                "scheduled": self.state.scheduled,
+                "next_wake_up": self.machine.next_wake_up(),
+            },
             history_trimmed=self.state.history_trimmed,
             orders=self.state.orders,
-            next_wake_up=self.machine.next_wake_up(),
-            scheduled=self.state.scheduled,
+            attention=self.state.attention,
         )
 
     @workflow.query(

@@ -21,8 +21,10 @@ with workflow.unsafe.imports_passed_through():
         EnrollmentLogEntry,
         EnrollmentStatus,
         Order,
+        OrderStatus,
         PauseReason,
         Period,
+        ScheduledAction,
         StatusChange,
     )
     from adapters.lifecycle import (
@@ -36,16 +38,26 @@ with workflow.unsafe.imports_passed_through():
         PauseCommand,
         QueuedCommand,
         ResumeCommand,
-        ScheduledAction,
+        ScheduledActionRequest,
         StatusChangeRequest,
         TerminateCommand,
     )
+    from adapters.rules import creates_periods, next_wake_up, order_voided_by_termination
     from workflows import activity_calls
     from workflows.enrollment_state import CommandOutcome, EnrollmentWorkflowState
     from workflows.transitions import rejection
 
 BOUNDARIES_BEFORE_COMMANDS = "boundaries-before-commands"
+SCHEDULED_ACTIONS_STORED = "scheduled-actions-stored"
+WAKE_UP_STORED = "wake-up-stored"
+TERMINATION_VOIDS_ORDER = "termination-voids-unpaid-order"
 REFUSED_ORDER_CHANGES = (ErrorType.ORDER_NOT_FOUND, ErrorType.INVALID_TRANSITION)
+
+
+def final_failure(error: ActivityError | ApplicationError) -> ApplicationError | None:
+    """The non-retryable failure an activity ended with (a local activity raises it bare), else None."""
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return cause if isinstance(cause, ApplicationError) and cause.non_retryable else None
 
 
 class CommandRefused(Exception):
@@ -66,7 +78,7 @@ class EnrollmentMachine:
         self._appliers: dict[str, Callable[[Any, datetime], Awaitable[None]]] = {
             "pause": self._pause,
             "resume": self._resume,
-            "terminate": self._terminate,
+            "terminate": self.terminate,
             "order_status": self._order_status,
             "catch_up": self._catch_up,
             "activate": self._activate,
@@ -80,8 +92,28 @@ class EnrollmentMachine:
 
     # --- boundaries -------------------------------------------------------------------------------
 
-    async def reach_boundaries(self, now: datetime) -> None:
-        """Everything due by ``now``: the start, a scheduled pause/termination, periods, deadlines."""
+    async def reach_boundaries(self, now: datetime, *, before_command: bool = False) -> None:
+        """Everything due by ``now``: the start, a scheduled pause/termination, periods, deadlines.
+
+        A boundary that can never be reached (an error retrying cannot fix) puts the enrollment in need of
+        attention instead of failing the workflow: it keeps answering queries and obeying commands, and tries
+        again when asked to catch up (order generator, ``catch_up``) or when a command moves it.
+        """
+        try:
+            await self._reach_boundaries(now, before_command=before_command)
+        except (ActivityError, ApplicationError) as error:
+            cause = final_failure(error)
+            if cause is None:
+                raise
+            self._needs_attention(cause.message, cause.type)
+
+    def _needs_attention(self, message: str, error_type: str | None) -> None:
+        if self.state.attention != message:
+            workflow.logger.error("enrollment needs attention: %s", message)
+        self.state.attention, self.state.attention_type = message, error_type
+        self.state.needs_advance = False
+
+    async def _reach_boundaries(self, now: datetime, *, before_command: bool) -> None:
         enrollment = self.enrollment
         if enrollment.status is EnrollmentStatus.INITIAL and now >= enrollment.anchor:
             started = StatusChange(
@@ -91,10 +123,11 @@ class EnrollmentMachine:
             self.state.needs_advance = True
         scheduled = self.state.scheduled
         if scheduled is not None and now >= scheduled.at:
-            self.state.scheduled = None
+            await self._schedule(None)
             await self._apply_scheduled(scheduled)
+            self._store_wake_up()
         if self._advance_due(now):
-            await self._advance(now)
+            await self._advance(now, reconcile=not before_command)
 
     async def _apply_scheduled(self, scheduled: ScheduledAction) -> None:
         reason = f": {scheduled.reason}" if scheduled.reason else ""
@@ -117,19 +150,18 @@ class EnrollmentMachine:
         await self._change_status(change)
 
     def creates_periods(self) -> bool:
-        enrollment = self.enrollment
-        return enrollment.status is EnrollmentStatus.ACTIVE or (
-            enrollment.status is EnrollmentStatus.PAUSED and enrollment.pause_reason is PauseReason.OVERDUE
-        )
+        return creates_periods(self.enrollment.status, self.enrollment.pause_reason)
 
     def _advance_due(self, now: datetime) -> bool:
         billing_due = self.state.billing_due
         if self.enrollment.status is EnrollmentStatus.TERMINATED:
-            return billing_due is not None and billing_due <= now
+            return self.state.needs_advance or (billing_due is not None and billing_due <= now)
         if self.enrollment.status is EnrollmentStatus.INITIAL:
             return False
         if self.state.needs_advance:
             return True
+        if self.state.attention is not None:
+            return False  # tried again only when asked (needs_advance)
         boundaries = (self.next_period_boundary(), self.state.deadline, billing_due)
         due = [moment for moment in boundaries if moment is not None]
         return any(moment <= now for moment in due)
@@ -137,7 +169,7 @@ class EnrollmentMachine:
     def next_period_boundary(self) -> datetime | None:
         return self.state.next_period_start if self.creates_periods() else None
 
-    async def _advance(self, now: datetime) -> None:
+    async def _advance(self, now: datetime, *, reconcile: bool) -> None:
         enrollment = self.enrollment
         latest = enrollment.latest_period
         result = await activity_calls.advance(
@@ -150,9 +182,18 @@ class EnrollmentMachine:
                     (period.start for period in enrollment.periods if period.order_id is None and not period.billed_at),
                     None,
                 ),
+                status=enrollment.status,
+                pause_reason=enrollment.pause_reason,
+                reconcile=reconcile,
             )
         )
+        if result.terminated is not None:
+            self._take_over_termination(result.terminated, "the database has it TERMINATED")
+            return
+        self.state.attention = self.state.attention_type = None
         self._merge([*result.periods, *result.billed], result.orders)
+        if result.periods or result.billed:
+            self.enrollment.updated = now  # as stored: the billing transaction stamps the row with ``now``
         self.state.periods_this_run += len(result.periods)
         self.state.next_period_start = result.next_period_start
         self.state.deadline = result.deadline
@@ -188,17 +229,20 @@ class EnrollmentMachine:
         self.state.orders.extend(order for order in orders if order.id not in known_orders)
 
     def next_wake_up(self) -> datetime | None:
-        enrollment = self.enrollment
-        moments: list[datetime] = []
-        if enrollment.status is EnrollmentStatus.INITIAL:
-            moments.append(enrollment.anchor)
-        if self.state.scheduled is not None:
-            moments.append(self.state.scheduled.at)
-        if enrollment.status is not EnrollmentStatus.TERMINATED:
-            moments.extend(moment for moment in (self.next_period_boundary(), self.state.deadline) if moment)
-        if self.state.billing_due is not None:
-            moments.append(self.state.billing_due)
-        return min(moments) if moments else None
+        state = self.state
+        return next_wake_up(
+            self.enrollment,
+            state.scheduled,
+            next_period_start=state.next_period_start,
+            deadline=state.deadline,
+            billing_due=state.billing_due,
+            needs_attention=state.attention is not None,
+        )
+
+    def _store_wake_up(self) -> None:
+        """Advance after a change of status or schedule: the advance stores the new next wake-up."""
+        if workflow.patched(WAKE_UP_STORED):
+            self.state.needs_advance = True
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -209,7 +253,7 @@ class EnrollmentMachine:
             # Boundaries that passed before the command arrived come first (a pause 1 ms after a period
             # boundary still gets that period), also when a late workflow task sees both at once.
             if workflow.patched(BOUNDARIES_BEFORE_COMMANDS):
-                await self.reach_boundaries(command.at)
+                await self.reach_boundaries(command.at, before_command=True)
             problem = self.rejection(command.body, command.at)
             refusal = None if problem is None else CommandRefused(problem, ErrorType.INVALID_TRANSITION)
             if refusal is None:
@@ -217,6 +261,11 @@ class EnrollmentMachine:
                     await self._appliers[command.body.kind](command.body, command.at)
                 except CommandRefused as refused:
                     refusal = refused
+                except (ActivityError, ApplicationError) as error:
+                    cause = final_failure(error)
+                    if cause is None:
+                        raise
+                    refusal = CommandRefused(cause.message, cause.type)
             if refusal is not None:
                 if not command.from_update:
                     workflow.logger.warning("ignored %s: %s", command.body.kind, refusal.message)
@@ -252,10 +301,11 @@ class EnrollmentMachine:
 
     async def _pause(self, body: PauseCommand, at: datetime) -> None:
         period_end = self._current_period_end(at)
+        self._store_wake_up()
         if body.at_period_end and period_end is not None and self.enrollment.status is EnrollmentStatus.ACTIVE:
-            self.state.scheduled = ScheduledAction(kind="pause", at=period_end, reason=body.reason)
+            await self._schedule(ScheduledAction(kind="pause", at=period_end, reason=body.reason))
             return
-        self.state.scheduled = None
+        await self._schedule(None)
         info = f"paused: {body.reason}" if body.reason else "paused"
         await self._change_status(
             StatusChange(
@@ -265,8 +315,10 @@ class EnrollmentMachine:
 
     async def _resume(self, body: ResumeCommand, at: datetime) -> None:
         reason = f": {body.reason}" if body.reason else ""
-        if self.state.scheduled is not None:
-            withdrawn, self.state.scheduled = self.state.scheduled, None
+        withdrawn = self.state.scheduled
+        if withdrawn is not None:
+            await self._schedule(None)
+            self._store_wake_up()
             if self.enrollment.status is EnrollmentStatus.ACTIVE:
                 workflow.logger.info("withdrew the %s scheduled for %s", withdrawn.kind, withdrawn.at.isoformat())
                 return
@@ -279,13 +331,15 @@ class EnrollmentMachine:
         )
         self.state.needs_advance = True
 
-    async def _terminate(self, body: TerminateCommand, at: datetime) -> None:
+    async def terminate(self, body: TerminateCommand, at: datetime) -> None:
+        """Terminate now (or schedule it at period end): access to the paid period's end unless ``immediately``."""
         period_end = self._current_period_end(at)
         status = self.enrollment.status
+        self._store_wake_up()
         if body.at_period_end and period_end is not None and status is EnrollmentStatus.ACTIVE:
-            self.state.scheduled = ScheduledAction(kind="terminate", at=period_end, reason=body.reason)
+            await self._schedule(ScheduledAction(kind="terminate", at=period_end, reason=body.reason))
             return
-        self.state.scheduled = None
+        await self._schedule(None)
         # Access runs to the end of what was paid, unless asked otherwise or already suspended.
         keeps_access = not body.immediately and status is EnrollmentStatus.ACTIVE and period_end is not None
         expires = period_end if keeps_access and period_end is not None else at
@@ -293,6 +347,12 @@ class EnrollmentMachine:
         await self._change_status(
             StatusChange(status=EnrollmentStatus.TERMINATED, event_key=self._key(), at=at, info=info, expires=expires)
         )
+        voided = order_voided_by_termination(self.enrollment, self.state.orders, at)
+        if voided is not None and workflow.patched(TERMINATION_VOIDS_ORDER):
+            try:
+                await self._order_status(OrderStatusCommand(order_id=voided.id, status=OrderStatus.REJECTED), at)
+            except CommandRefused as refused:  # paid meanwhile (the database knew first): it stays paid
+                workflow.logger.warning("kept order %s at termination: %s", voided.id, refused.message)
 
     async def _order_status(self, body: OrderStatusCommand, at: datetime) -> None:
         enrollment = self.enrollment
@@ -313,6 +373,27 @@ class EnrollmentMachine:
         if enrollment.status is EnrollmentStatus.PAUSED and enrollment.pause_reason is PauseReason.OVERDUE:
             self.state.needs_advance = True  # the adapter decides whether payment lifts the overdue pause
 
+    def _take_over_termination(self, expires: datetime, why: str) -> None:
+        """The store says TERMINATED, which is final: so does the workflow from now on (nothing is stored)."""
+        enrollment = self.enrollment
+        workflow.logger.warning("enrollment is TERMINATED in the database; taking it over: %s", why)
+        enrollment.status, enrollment.pause_reason, enrollment.expires = EnrollmentStatus.TERMINATED, None, expires
+        enrollment.updated = workflow.now()
+        enrollment.log.append(
+            EnrollmentLogEntry(at=workflow.now(), status=EnrollmentStatus.TERMINATED, info=f"terminated: {why}")
+        )
+        self.state.scheduled = None
+        self.state.needs_advance = False
+
+    async def _schedule(self, scheduled: ScheduledAction | None) -> None:
+        """Set (or clear) the pause or termination at period end, and store it, so a rebuilt workflow keeps it."""
+        if scheduled == self.state.scheduled:
+            return
+        self.state.scheduled = scheduled
+        if workflow.patched(SCHEDULED_ACTIONS_STORED):
+            request = ScheduledActionRequest(enrollment_id=self.enrollment.id, scheduled=scheduled)
+            await activity_calls.store_scheduled_action(request)
+
     @staticmethod
     def _key() -> str:
         """A new event key: what makes storing a status change idempotent."""
@@ -326,4 +407,5 @@ class EnrollmentMachine:
         )
         for name, value in change.changed_fields().items():
             setattr(enrollment, name, value)
+        enrollment.updated = change.at
         enrollment.log.append(EnrollmentLogEntry(at=change.at, status=change.status, info=change.info))

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from adapters.domain import DomainModel, Enrollment, EnrollmentTerms, Order, UtcDatetime
-from adapters.lifecycle import QueuedCommand, ScheduledAction
+from adapters.domain import DomainModel, Enrollment, EnrollmentTerms, Identifier, Order, ScheduledAction, UtcDatetime
+from adapters.lifecycle import KEPT_PERIODS, QueuedCommand, recent_history
 
 DEFAULT_PERIODS_PER_RUN = 12
-KEPT_PERIODS = 24
-"""Periods a run carries over continue-as-new (besides any not billed yet); older ones are in the database."""
-KEPT_LOG_ENTRIES = 50
 
 
 class CommandOutcome(DomainModel):
@@ -38,14 +35,19 @@ class EnrollmentWorkflowState(DomainModel):
     history_trimmed: bool = Field(
         default=False, description="older periods, orders or log entries were left to the database"
     )
+    attention: str | None = Field(
+        default=None, description="why the enrollment cannot make progress (None: it can); it still obeys commands"
+    )
+    attention_type: str | None = None
 
 
 class EnrollmentWorkflowInput(DomainModel):
     """How to start (or continue) an enrollment's workflow."""
 
-    enrollment_id: str = Field(min_length=1, max_length=128)
+    enrollment_id: Identifier = Field(min_length=1, max_length=128)
     terms: EnrollmentTerms
     start: UtcDatetime | None = Field(default=None, description="schedule anchor; None means the start time")
+    backdate: bool = Field(default=False, description="a start more than a period in the past is intended")
     periods_per_run: int = Field(default=DEFAULT_PERIODS_PER_RUN, ge=1, le=1_000)
     state: EnrollmentWorkflowState | None = Field(default=None, description="carried over continue-as-new")
 
@@ -53,32 +55,22 @@ class EnrollmentWorkflowInput(DomainModel):
 def carried_over(state: EnrollmentWorkflowState) -> EnrollmentWorkflowState:
     """The state to continue as new with: the recent history only, so that a run's input stays small.
 
-    An enrollment on a MINUTES plan makes hundreds of periods a day; carried in full, the state would grow
-    until it passed Temporal's payload limit. Kept: the latest :data:`KEPT_PERIODS` periods, every period
-    not billed yet (billing in arrears needs it), the orders of the kept periods and the orders of periods
-    starting from the oldest kept one, and the latest :data:`KEPT_LOG_ENTRIES` log entries. The database
-    keeps everything; the activities read what they decide on from there, never from this state.
+    The enrollment's recent history (:func:`adapters.lifecycle.recent_history`), the orders of the kept periods
+    and the orders of periods starting from the oldest kept one. The database keeps everything.
     """
     enrollment = state.enrollment
     if enrollment is None:
         return state
-    periods = enrollment.periods
-    log = enrollment.log
-    if len(periods) <= KEPT_PERIODS and len(log) <= KEPT_LOG_ENTRIES:
+    trimmed = recent_history(enrollment)
+    if trimmed is enrollment:
         return state
-    kept_periods, kept_orders = periods, state.orders
-    if len(periods) > KEPT_PERIODS:
-        oldest_kept = periods[-KEPT_PERIODS].start
-        kept_periods = [
-            period
-            for period in periods
-            if period.start >= oldest_kept or (period.order_id is None and period.billed_at is None)
-        ]
-        kept_order_ids = {period.order_id for period in kept_periods if period.order_id is not None}
+    kept_orders = state.orders
+    if len(trimmed.periods) < len(enrollment.periods):
+        oldest_kept = enrollment.periods[-KEPT_PERIODS].start
+        kept_order_ids = {period.order_id for period in trimmed.periods if period.order_id is not None}
         kept_orders = [
             order
             for order in state.orders
             if order.id in kept_order_ids or order.period_start is None or order.period_start >= oldest_kept
         ]
-    trimmed = enrollment.model_copy(update={"periods": kept_periods, "log": log[-KEPT_LOG_ENTRIES:]})
     return state.model_copy(update={"enrollment": trimmed, "orders": kept_orders, "history_trimmed": True})

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         EnrollmentStatus,
         Order,
         PauseReason,
+        ScheduledAction,
         describe_status,
         isoformat_utc,
         order_status_change_problem,
@@ -29,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         OrderStatusCommand,
         PauseCommand,
         ResumeCommand,
-        ScheduledAction,
         TerminateCommand,
     )
 

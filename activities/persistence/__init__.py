@@ -14,15 +14,19 @@ from activities.persistence.database import (
 from activities.persistence.enrollments import CREATED_EVENT, EnrollmentRepository
 from activities.persistence.errors import (
     ConflictError,
+    DatabaseNotFound,
     EnrollmentConflict,
     EnrollmentNotFound,
+    EnrollmentTerminated,
     NotFoundError,
     OrderNotFound,
     PersistenceError,
     ProductNotFound,
     UsageConflict,
     UsageRefused,
+    WebhookNotFound,
 )
+from activities.persistence.events import EventRepository
 from activities.persistence.models import Base
 from activities.persistence.numbers import enrollment_number, normalize_number, order_number
 from activities.persistence.products import ProductRepository
@@ -30,15 +34,19 @@ from activities.persistence.rows import order_id_for
 from activities.persistence.store import Store, open_store
 from activities.persistence.transactions import Transactions
 from activities.persistence.usage import UsageRepository
+from activities.persistence.webhooks import WebhookRepository
 
 __all__ = [
     "CREATED_EVENT",
     "Base",
     "BillingRepository",
     "ConflictError",
+    "DatabaseNotFound",
     "EnrollmentConflict",
     "EnrollmentNotFound",
     "EnrollmentRepository",
+    "EnrollmentTerminated",
+    "EventRepository",
     "MakeOrder",
     "NotFoundError",
     "OrderNotFound",
@@ -50,6 +58,8 @@ __all__ = [
     "UsageConflict",
     "UsageRefused",
     "UsageRepository",
+    "WebhookNotFound",
+    "WebhookRepository",
     "create_engine",
     "enrollment_number",
     "is_sqlite",

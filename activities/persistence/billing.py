@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.persistence.errors import OrderNotFound
+from activities.persistence.events import NewEvent, record_events
 from activities.persistence.models import OrderPositionRow, OrderRow, PeriodRow, UsageRecordRow
 from activities.persistence.numbers import ORDER_PREFIX
 from activities.persistence.rows import free_number, lock_enrollment, order_id_for, order_of, period_of, period_row
@@ -28,6 +29,16 @@ from adapters.domain import (
     PeriodWindow,
     isoformat_utc,
     order_status_change_problem,
+    service_end,
+)
+from adapters.events import (
+    EventPeriod,
+    EventType,
+    OrderCreated,
+    OrderStatusChanged,
+    PeriodStarted,
+    UsageBilled,
+    time_key,
 )
 from adapters.rules import describe_window, new_period_problem
 
@@ -138,6 +149,12 @@ class BillingRepository:
             session.add(stored)
             enrollment.updated = now
             await session.flush()
+            started = PeriodStarted(
+                start=period.start, end=period.end, is_trial=period.is_trial, order_id=stored.order_id
+            )
+            events = [] if order_row is None else [_order_created(order_row, period.start)]
+            events.append(NewEvent(EventType.ENROLLMENT_PERIOD_STARTED, time_key(period.start), period.start, started))
+            await record_events(session, enrollment_id, *events)
             return _with_order(stored, order_row)
 
         return await self._transactions.write(add)
@@ -178,6 +195,16 @@ class BillingRepository:
             stored.billed_at = now
             enrollment.updated = now
             await session.flush()
+            # Business time: when the period's service ended (its end, or the expiry of an enrollment that ended early).
+            ended = service_end(stored.start, stored.end, enrollment.expires)
+            billed = UsageBilled(
+                period=EventPeriod(start=stored.start, end=stored.end),
+                units=await usage_total(session, enrollment_id, stored.start, ended),
+                order_id=stored.order_id,
+            )
+            events = [] if order_row is None else [_order_created(order_row, ended)]
+            events.append(NewEvent(EventType.USAGE_BILLED, time_key(stored.start), ended, billed))
+            await record_events(session, enrollment_id, *events)
             return _with_order(stored, order_row)
 
         return await self._transactions.write(bill)
@@ -191,7 +218,12 @@ class BillingRepository:
         require_aware("now", now)
 
         async def set_status(session: AsyncSession) -> Order:
-            row = await session.get(OrderRow, order_id, with_for_update=True)
+            enrollment_id = await session.scalar(select(OrderRow.enrollment_id).where(OrderRow.id == order_id))
+            if enrollment_id is None:
+                raise OrderNotFound(order_id)
+            # The enrollment's lock first, as every writer of its rows and events takes it.
+            await lock_enrollment(session, enrollment_id)
+            row = await session.get(OrderRow, order_id, with_for_update=True, populate_existing=True)
             if row is None:
                 raise OrderNotFound(order_id)
             order = order_of(row)
@@ -201,6 +233,10 @@ class BillingRepository:
             if row.status != status.value:
                 row.status = status.value
                 row.updated = now
+                changed = OrderStatusChanged(id=order.id, number=order.number, from_=order.status, to=status)
+                key = f"{order.id}:{status.value}"  # each status is reached once: the transitions form no cycle
+                await session.flush()
+                await record_events(session, enrollment_id, NewEvent(EventType.ORDER_STATUS_CHANGED, key, now, changed))
             return order.model_copy(update={"status": status})
 
         return await self._transactions.write(set_status)
@@ -209,6 +245,12 @@ class BillingRepository:
         async with self._transactions.read() as session:
             row = await session.get(OrderRow, order_id)
             return None if row is None else order_of(row)
+
+    async def order_id_for_number(self, number: str) -> str | None:
+        """The id of the order with ``number`` (as stored, e.g. ``O-B0730H0Z``), or None."""
+        async with self._transactions.read() as session:
+            found: str | None = await session.scalar(select(OrderRow.id).where(OrderRow.number == number))
+            return found
 
     async def list_orders(self, enrollment_id: str) -> list[Order]:
         """The enrollment's orders in creation order (by period start)."""
@@ -254,6 +296,19 @@ async def _insert_order(
     session.add(row)
     await session.flush()
     return row
+
+
+def _order_created(row: OrderRow, occurred_at: datetime) -> NewEvent:
+    order = order_of(row)
+    created = OrderCreated(
+        id=order.id,
+        number=order.number,
+        status=order.status,
+        period=EventPeriod(start=row.period_start, end=row.period_end),
+        positions=order.positions,
+        context=order.context,
+    )
+    return NewEvent(EventType.ORDER_CREATED, order.id, occurred_at, created)
 
 
 def _check_order_window(enrollment_id: str, period: PeriodWindow, order: OrderConfiguration) -> None:

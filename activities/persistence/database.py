@@ -11,6 +11,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from activities.persistence.errors import DatabaseNotFound
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another writer's lock before giving up."""
 
@@ -65,26 +67,58 @@ def _sqlite_file(url: URL) -> Path:
     return Path(database.removeprefix("file:"))
 
 
-def create_engine(url: str, **engine_options: Any) -> AsyncEngine:
+def create_engine(url: str, *, create_missing: bool = True, **engine_options: Any) -> AsyncEngine:
     """An async engine for ``url`` (normalised first).
 
     SQLite connections get foreign keys, WAL and a busy timeout, and transactions begin with
     ``BEGIN IMMEDIATE`` (unless the connection carries the :data:`READ_ONLY_OPTION` execution option):
     two writers then queue on the lock instead of failing with "database is locked" when the second one
-    upgrades a stale read snapshot. The parent directory of the file is created.
+    upgrades a stale read snapshot. The file and its parent directory are created when missing, unless
+    ``create_missing`` is False: then a missing file raises :class:`DatabaseNotFound` and nothing is created
+    (clients and the command line read a database, they never make one).
     """
     parsed = make_url(normalize_database_url(url))
     if parsed.get_backend_name() != "sqlite":
         engine_options.setdefault("pool_pre_ping", True)
         return create_async_engine(parsed, **engine_options)
 
-    _sqlite_file(parsed).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_file(parsed).expanduser()
+    if not create_missing and not path.is_file():
+        raise DatabaseNotFound(str(path.resolve()))
+    path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed, **engine_options)
-    _install_sqlite_hooks(engine)
+    _install_sqlite_hooks(engine, path.resolve())
     return engine
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+class DatabaseFileReplaced(RuntimeError):
+    """The SQLite file an engine uses was deleted or replaced under it; its connections would write to a ghost."""
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, path: Path) -> None:
+    opened: list[tuple[int, int] | None] = []  # the file's identity when the engine first connected
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+        # A pooled connection keeps the file it opened: were the file deleted or replaced, every write would go
+        # to a file nobody else sees. Fail loudly instead, on every use, until the process is restarted.
+        identity = _file_identity(path)
+        if not opened:
+            opened.append(identity)
+        elif identity != opened[0]:
+            what = "deleted" if identity is None else "replaced"
+            raise DatabaseFileReplaced(
+                f"the SQLite database {path} was {what} while in use; restart the process (nothing was written)"
+            )
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # The driver's own implicit BEGIN is deferred and skips SELECTs; SQLAlchemy emits BEGIN instead.

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.persistence.errors import EnrollmentConflict, ProductNotFound
+from activities.persistence.errors import EnrollmentConflict, EnrollmentTerminated, ProductNotFound
+from activities.persistence.events import NewEvent, record_events
 from activities.persistence.models import ID_LENGTH, KEY_LENGTH, EnrollmentLogRow, EnrollmentRow, ProductRow
 from activities.persistence.numbers import ENROLLMENT_PREFIX
 from activities.persistence.rows import (
@@ -21,7 +22,15 @@ from activities.persistence.rows import (
     terms_json,
 )
 from activities.persistence.transactions import Transactions, require_aware, require_key
-from adapters.domain import Enrollment, EnrollmentStatus, EnrollmentTerms, StatusChange
+from adapters.domain import (
+    Enrollment,
+    EnrollmentStatus,
+    EnrollmentTerms,
+    PauseReason,
+    ScheduledAction,
+    StatusChange,
+)
+from adapters.events import EnrollmentActivated, EnrollmentCreated, EnrollmentStatusChanged, EventType
 from adapters.rules import status_change_problem
 
 CREATED_EVENT = "created"
@@ -61,10 +70,7 @@ class EnrollmentRepository:
         async def create(session: AsyncSession) -> Enrollment:
             row = await session.get(EnrollmentRow, enrollment_id)
             if row is not None:
-                stored = stored_terms_json(row)
-                differing = [name for name in wanted if stored[name] != wanted[name]]
-                if differing:
-                    raise EnrollmentConflict(enrollment_id, differing)
+                _require_same_terms(row, terms)
                 return await snapshot(session, row)
 
             product_row = await session.get(ProductRow, terms.product_id)
@@ -81,6 +87,7 @@ class EnrollmentRepository:
                 adapter_key=adapter_key,
                 anchor=anchor,
                 expires=None,
+                next_wake_up=anchor,  # the start: registration advances at once when it is due
                 created=now,
                 updated=now,
                 **wanted,
@@ -99,22 +106,57 @@ class EnrollmentRepository:
                     ),
                 )
             )
+            created = EnrollmentCreated(
+                number=number,
+                user_id=terms.user_id,
+                product_id=terms.product_id,
+                quantity=terms.quantity,
+                status=status,
+                anchor=anchor,
+                timezone=terms.timezone,
+                origin_order_id=terms.origin_order_id,
+            )
+            events = [NewEvent(EventType.ENROLLMENT_CREATED, CREATED_EVENT, now, created)]
+            if status is EnrollmentStatus.ACTIVE:
+                events.append(_activated(anchor, "created"))
             await session.flush()
+            await record_events(session, enrollment_id, *events)
             return await snapshot(session, row)
 
         return await self._transactions.write(create)
 
-    async def get(self, enrollment_id: str) -> Enrollment | None:
+    async def get(self, enrollment_id: str, *, with_log: bool = True) -> Enrollment | None:
         """The full snapshot: terms, lifecycle, periods by start (with their orders' status) and the log."""
         async with self._transactions.read() as session:
             row = await session.get(EnrollmentRow, enrollment_id)
-            return None if row is None else await snapshot(session, row)
+            if row is None:
+                return None
+            (found,) = await snapshots(session, [row], with_log=with_log)
+            return found
+
+    async def existing_status(self, enrollment_id: str, terms: EnrollmentTerms) -> EnrollmentStatus | None:
+        """What :meth:`create` would find: None for a new id, else the status of the enrollment with ``terms``.
+
+        Raises :class:`EnrollmentConflict` when the id exists with other terms, as :meth:`create` would.
+        """
+        async with self._transactions.read() as session:
+            row = await session.get(EnrollmentRow, enrollment_id)
+            if row is None:
+                return None
+            _require_same_terms(row, terms)
+            return EnrollmentStatus(row.status)
 
     async def get_by_number(self, number: str) -> Enrollment | None:
         """The full snapshot of the enrollment with ``number`` (as stored, e.g. ``E-7KQ2M9XA``)."""
         async with self._transactions.read() as session:
             row = await session.scalar(select(EnrollmentRow).where(EnrollmentRow.number == number))
             return None if row is None else await snapshot(session, row)
+
+    async def id_for_number(self, number: str) -> str | None:
+        """The id of the enrollment with ``number`` (as stored, e.g. ``E-7KQ2M9XA``), or None."""
+        async with self._transactions.read() as session:
+            found: str | None = await session.scalar(select(EnrollmentRow.id).where(EnrollmentRow.number == number))
+            return found
 
     async def exists(self, enrollment_id: str) -> bool:
         async with self._transactions.read() as session:
@@ -168,8 +210,9 @@ class EnrollmentRepository:
     async def change_status(self, enrollment_id: str, change: StatusChange) -> Enrollment:
         """Apply ``change`` (status, pause reason, expiry, anchor) and log it under its event key.
 
-        A second call with the same event key changes nothing and returns the current snapshot. TERMINATED
-        is final: moving away from it raises ``ValueError`` (:func:`adapters.rules.status_change_problem`).
+        A second call with the same event key, or a change the enrollment already shows (its workflow was
+        reset and decided it again), changes nothing and returns the current snapshot. TERMINATED is final:
+        moving away from it raises :class:`EnrollmentTerminated` (:func:`adapters.rules.status_change_problem`).
         """
 
         async def change_status(session: AsyncSession) -> Enrollment:
@@ -179,13 +222,15 @@ class EnrollmentRepository:
                     EnrollmentLogRow.enrollment_id == enrollment_id, EnrollmentLogRow.event_key == change.event_key
                 )
             )
-            if logged is not None:
-                return await snapshot(session, row)
-            problem = status_change_problem(enrollment_id, EnrollmentStatus(row.status), change)
+            fields = {name: getattr(value, "value", value) for name, value in change.changed_fields().items()}
+            if logged is not None or all(getattr(row, name) == value for name, value in fields.items()):
+                return await snapshot(session, row)  # a retry, or a change the row already shows (a reset)
+            previous = EnrollmentStatus(row.status)
+            problem = status_change_problem(enrollment_id, previous, change)
             if problem is not None:
-                raise ValueError(problem)
-            for name, value in change.changed_fields().items():
-                setattr(row, name, getattr(value, "value", value))
+                raise EnrollmentTerminated(problem, enrollment_id, row.expires)
+            for name, value in fields.items():
+                setattr(row, name, value)
             row.updated = change.at
             session.add(
                 EnrollmentLogRow(
@@ -196,7 +241,54 @@ class EnrollmentRepository:
                     info=change.info,
                 )
             )
+            changed = EnrollmentStatusChanged(
+                from_=previous,
+                to=change.status,
+                reason=change.info,
+                pause_reason=None if row.pause_reason is None else PauseReason(row.pause_reason),
+                expires=row.expires,
+            )
+            events = [NewEvent(EventType.ENROLLMENT_STATUS_CHANGED, change.event_key, change.at, changed)]
+            if previous is EnrollmentStatus.INITIAL and change.status is EnrollmentStatus.ACTIVE:
+                events.append(_activated(row.anchor, change.info))
             await session.flush()
+            await record_events(session, enrollment_id, *events)
             return await snapshot(session, row)
 
         return await self._transactions.write(change_status)
+
+    async def set_scheduled(self, enrollment_id: str, scheduled: ScheduledAction | None) -> None:
+        """Store the pause or termination scheduled at period end (None: none is), so a rebuilt workflow keeps it."""
+
+        async def set_scheduled(session: AsyncSession) -> None:
+            row = await lock_enrollment(session, enrollment_id)
+            row.scheduled_kind = None if scheduled is None else scheduled.kind
+            row.scheduled_at = None if scheduled is None else scheduled.at
+            row.scheduled_reason = None if scheduled is None else scheduled.reason
+
+        await self._transactions.write(set_scheduled)
+
+    async def set_next_wake_up(self, enrollment_id: str, at: datetime | None) -> None:
+        """Store when the enrollment's workflow next acts on its own (None: only when a command arrives)."""
+
+        async def set_next_wake_up(session: AsyncSession) -> None:
+            await session.execute(
+                update(EnrollmentRow).where(EnrollmentRow.id == enrollment_id).values(next_wake_up=at)
+            )
+
+        await self._transactions.write(set_next_wake_up)
+
+
+def _require_same_terms(row: EnrollmentRow, terms: EnrollmentTerms) -> None:
+    """Raise :class:`EnrollmentConflict` naming the fields in which ``row`` differs from ``terms``."""
+    stored, wanted = stored_terms_json(row), terms_json(terms)
+    differing = [name for name in wanted if stored[name] != wanted[name]]
+    if differing:
+        raise EnrollmentConflict(row.id, differing)
+
+
+def _activated(anchor: datetime, reason: str) -> NewEvent:
+    """The enrollment's one ``enrollment.activated`` event; it took effect at its anchor (its schedule's start)."""
+    return NewEvent(
+        EventType.ENROLLMENT_ACTIVATED, "activated", anchor, EnrollmentActivated(anchor=anchor, reason=reason)
+    )

@@ -6,6 +6,7 @@ Activities map them to non-retryable Temporal failures by class name: retrying c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 
@@ -42,6 +43,22 @@ class OrderNotFound(NotFoundError):
         super().__init__(f"order {order_id!r} not found")
         self.order_id = order_id
         self._init_args = (order_id,)
+
+
+class DatabaseNotFound(NotFoundError):
+    """A SQLite database file that does not exist, opened by something that must not create it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no database at {path}")
+        self.path = path
+        self._init_args = (path,)
+
+
+class WebhookNotFound(NotFoundError):
+    def __init__(self, endpoint_id: str) -> None:
+        super().__init__(f"webhook endpoint {endpoint_id!r} not found")
+        self.endpoint_id = endpoint_id
+        self._init_args = (endpoint_id,)
 
 
 class ConflictError(PersistenceError, ValueError):
@@ -83,3 +100,13 @@ class UsageRefused(PersistenceError, ValueError):
         self.idempotency_key = idempotency_key
         self.reason = reason
         self._init_args = (enrollment_id, idempotency_key, reason)
+
+
+class EnrollmentTerminated(PersistenceError, ValueError):
+    """A change to an enrollment that is TERMINATED, which is final; ``expires`` is when its access ended."""
+
+    def __init__(self, message: str, enrollment_id: str, expires: datetime | None) -> None:
+        super().__init__(message)
+        self.enrollment_id = enrollment_id
+        self.expires = expires
+        self._init_args = (message, enrollment_id, expires)

@@ -114,6 +114,12 @@ class EnrollmentRow(Base):
     adapter_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
     anchor: Mapped[datetime] = mapped_column(UtcDateTime)
     expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A pause or termination at period end (what a rebuilt workflow must not lose); all None when none is.
+    scheduled_kind: Mapped[str | None] = mapped_column(String(16))
+    scheduled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    scheduled_reason: Mapped[str | None] = mapped_column(String(500))
+    # When the workflow next acts on its own, as its last advance computed it (None: it waits for commands).
+    next_wake_up: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     created: Mapped[datetime] = mapped_column(UtcDateTime)
     updated: Mapped[datetime] = mapped_column(UtcDateTime)
 
@@ -147,7 +153,7 @@ class OrderPositionRow(Base):
     position: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     original_product_id: Mapped[str] = mapped_column(String(ID_LENGTH))
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))  # SQLite: 64 bits anyway
     configuration: Mapped[list[dict[str, Any]]] = _json(nullable=False)
 
 
@@ -193,3 +199,67 @@ class EnrollmentLogRow(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(16))
     info: Mapped[str] = mapped_column(Text)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    # The pull API and the webhook dispatch read in (tx_order, position) order: see activities/persistence/events.py.
+    __table_args__ = (UniqueConstraint("enrollment_id", "sequence"), Index(None, "tx_order", "position"))
+
+    position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    tx_order: Mapped[int] = mapped_column(BigInteger)
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    data: Mapped[dict[str, Any]] = _json(nullable=False)
+
+
+class WebhookEndpointRow(Base):
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(256))
+    event_types: Mapped[list[str] | None] = _json(nullable=True)
+    # Events up to this outbox cursor have their delivery rows.
+    cursor_tx: Mapped[int] = mapped_column(BigInteger)
+    cursor_position: Mapped[int] = mapped_column(BigInteger)
+    failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookDeliveryRow(Base):
+    __tablename__ = "webhook_deliveries"
+    # One delivery per endpoint and event; pending ones are read per endpoint in outbox order.
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_position"),
+        Index(None, "endpoint_id", "delivered_at", "event_position"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    event_position: Mapped[int] = mapped_column(BigInteger, ForeignKey("events.position"))
+    enrollment_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class WebhookAttemptRow(Base):
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index(None, "endpoint_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    event_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)

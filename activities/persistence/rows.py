@@ -32,6 +32,7 @@ from adapters.domain import (
     Product,
     ProductPlan,
     ProductType,
+    ScheduledAction,
 )
 
 _ORDER_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:durable-enrollments:order")
@@ -101,6 +102,14 @@ def period_of(row: PeriodRow, order_status: str | None) -> Period:
     )
 
 
+def scheduled_of(row: EnrollmentRow) -> ScheduledAction | None:
+    if row.scheduled_kind is None or row.scheduled_at is None:
+        return None
+    return ScheduledAction.model_validate(
+        {"kind": row.scheduled_kind, "at": row.scheduled_at, "reason": row.scheduled_reason}
+    )
+
+
 def enrollment_of(row: EnrollmentRow, periods: list[Period], log: list[EnrollmentLogEntry]) -> Enrollment:
     return Enrollment.model_validate(
         {
@@ -112,6 +121,8 @@ def enrollment_of(row: EnrollmentRow, periods: list[Period], log: list[Enrollmen
             "anchor": row.anchor,
             "expires": row.expires,
             "adapter_key": row.adapter_key,
+            "scheduled": scheduled_of(row),
+            "next_wake_up": row.next_wake_up,
             "created": row.created,
             "updated": row.updated,
             "periods": periods,

@@ -12,7 +12,8 @@ temporal operator namespace describe --namespace "$NAMESPACE" --address "$TEMPOR
   || temporal operator namespace create --namespace "$NAMESPACE" --retention 30d --address "$TEMPORAL_ADDRESS"
 
 # Keep in step with workflows/search_attributes.py.
-for attribute in EnrollmentStatus=Keyword EnrollmentProductId=Keyword EnrollmentUserId=Keyword EnrollmentNextPeriodAt=Datetime; do
+for attribute in EnrollmentStatus=Keyword EnrollmentProductId=Keyword EnrollmentUserId=Keyword EnrollmentNextPeriodAt=Datetime \
+    EnrollmentHealth=Keyword; do
   name="${attribute%%=*}"
   type="${attribute#*=}"
   if temporal operator search-attribute list --namespace "$NAMESPACE" --address "$TEMPORAL_ADDRESS" | grep -qw "$name"; then

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from starter.cli import dev, enrollments, generator, products, reading, security, system, usage
+from starter.cli import (
+    dev,
+    doctor,
+    enrollments,
+    events,
+    generator,
+    products,
+    reading,
+    security,
+    system,
+    usage,
+    webhooks,
+)
 from starter.cli.app import new_app
 
-COMMAND_GROUPS = (system, products, enrollments, reading, generator, usage, security, dev)
+COMMAND_GROUPS = (system, products, enrollments, reading, generator, doctor, usage, events, webhooks, security, dev)
 """Every command module, in the order ``enrollments --help`` lists their commands."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,8 +19,10 @@ from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from adapters.director import NoAdapterForPlanError, UnknownAdapterError
+from adapters.text import printable
 from adapters.validation import describe_validation_error
 from starter.cli.errors import EXIT_RUNTIME, EXIT_USAGE, CliError
+from starter.cli.locate import Location, locate
 from starter.cli.parsing import not_blank
 from starter.connection import Settings
 
@@ -42,6 +45,8 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except typer.BadParameter as error:  # also a missing option: one line, like our own usage errors
+            if isinstance(error.__cause__, ValidationError):  # typer's conversion: say what is wrong, plainly
+                error.message = describe_validation_error(error.__cause__)
             message, exit_code = error.format_message(), EXIT_USAGE
             error_to_show: Exception = error
         except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
@@ -51,19 +56,20 @@ class _Group(TyperGroup):
             error_to_show = error
         if ctx.params.get("debug"):
             traceback.print_exception(error_to_show)
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {printable(message)}", err=True)
         raise typer.Exit(exit_code)
 
 
 @dataclass
 class CliState:
-    """The global options; the ones left out come from :class:`Settings` (environment) when first used."""
+    """The global options; the ones left out are found when first used (:mod:`starter.cli.locate`)."""
 
     debug: bool = False
     database_url_option: str | None = None
     address_option: str | None = None
     namespace_option: str | None = None
     _settings: Settings | None = field(default=None, repr=False)
+    _location: Location | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -72,16 +78,29 @@ class CliState:
         return self._settings
 
     @property
+    def location(self) -> Location:
+        """The database and Temporal server: options, environment, the dev stack's announcement, defaults."""
+        if self._location is None:
+            self._location = locate(
+                self.settings,
+                database_option=self.database_url_option,
+                address_option=self.address_option,
+                namespace_option=self.namespace_option,
+                directory=Path.cwd(),
+            )
+        return self._location
+
+    @property
     def database_url(self) -> str:
-        return self.database_url_option or self.settings.database_url
+        return self.location.database_url
 
     @property
     def temporal_address(self) -> str:
-        return self.address_option or self.settings.temporal_address
+        return self.location.temporal_address
 
     @property
     def temporal_namespace(self) -> str:
-        return self.namespace_option or self.settings.temporal_namespace
+        return self.location.temporal_namespace
 
     def effective_settings(self) -> Settings:
         """The settings with the global command-line options applied over the environment."""
@@ -120,12 +139,17 @@ def _global_options(
     debug: Annotated[bool, typer.Option("--debug", help="Print the traceback of an error.")] = False,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="SQLAlchemy URL (default: $DATABASE_URL, else a local SQLite file)."),
+        typer.Option(
+            "--database-url",
+            help="SQLAlchemy URL (default: $DATABASE_URL, else the database of the `enrollments dev` found in "
+            "this directory or a parent).",
+        ),
     ] = None,
     address: Annotated[
         str | None,
         typer.Option(
-            "--address", help="Temporal frontend host:port (default: $TEMPORAL_ADDRESS, else localhost:7233)."
+            "--address",
+            help="Temporal frontend host:port (default: $TEMPORAL_ADDRESS, else the dev stack's, else localhost:7233).",
         ),
     ] = None,
     namespace: Annotated[

@@ -15,7 +15,8 @@ from starter.cli.app import state
 from starter.cli.errors import EXIT_RUNTIME, CliError
 from starter.cli.parsing import not_blank
 from starter.devtools.demo import DEMO_ENROLLMENTS, demo_steps, seed_demo
-from starter.devtools.stack import DevConfig, DevStack, DevStackError
+from starter.devtools.stack import DevConfig, DevStack
+from starter.devtools.state import DevStackError
 from starter.runtime.observability import configure_logging, metrics_runtime
 
 
@@ -54,7 +55,7 @@ def dev(
         temporal_port=temporal_port,
         ui_port=ui_port,
         database_url=explicit_url,
-        namespace=options.temporal_namespace,
+        namespace=options.namespace_option or settings.temporal_namespace,
         task_queue=settings.task_queue,
         adapter_names=tuple(settings.adapter_names),
         metrics_port=settings.metrics_port,

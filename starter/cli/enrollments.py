@@ -9,14 +9,14 @@ refused command exit 1, as does an unreachable Temporal server; invalid input ex
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
-from adapters.domain import CheckoutOrder, EnrollmentTerms, OrderStatus, describe_status, isoformat_utc
+from adapters.checkout import CheckoutOrder
+from adapters.domain import EnrollmentTerms, OrderStatus, describe_status, isoformat_utc
 from adapters.lifecycle import (
     ActivateCommand,
     Command,
@@ -28,18 +28,18 @@ from adapters.lifecycle import (
 from adapters.validation import describe_validation_error
 from starter.cli.errors import CliError
 from starter.cli.execution import JsonOption, echo_json, with_client
-from starter.cli.output import when
-from starter.cli.parsing import parse_aware_datetime, parse_configuration, parse_timezone
+from starter.cli.output import echo_lines, when
+from starter.cli.parsing import (
+    EnrollmentArgument,
+    OrderArgument,
+    choice,
+    not_blank,
+    parse_aware_datetime,
+    parse_configuration,
+    parse_timezone,
+)
 
-IdArgument = Annotated[str, typer.Argument(help="The enrollment id.", show_default=False)]
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why (kept in the enrollment's log).")]
-
-
-class OrderStatusChoice(StrEnum):
-    PENDING = "PENDING"
-    CONFIRMED = "CONFIRMED"
-    FULFILLED = "FULFILLED"
-    REJECTED = "REJECTED"
 
 
 def register(app: typer.Typer) -> None:
@@ -68,15 +68,23 @@ def create(
     enrollment_id: Annotated[
         str | None, typer.Option("--id", help="Enrollment id (default: a new one); idempotent with the same terms.")
     ] = None,
+    backdate: Annotated[
+        bool,
+        typer.Option(
+            "--backdate", help="Allow a --start more than a period ago: every period since then is made (≤ 1,000)."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create an enrollment, wait until it is registered and print its id."""
     entries = parse_configuration(configuration) if configuration is not None else []
+    enrollment_id = not_blank("--id", enrollment_id)
     zone = parse_timezone("--timezone", timezone)
     anchor = parse_aware_datetime("--start", start) if start is not None else None
     terms = EnrollmentTerms(product_id=product, user_id=user, quantity=quantity, configuration=entries, timezone=zone)
     created = with_client(
-        ctx, lambda client: client.create_enrollment(terms, start=anchor, enrollment_id=enrollment_id)
+        ctx,
+        lambda client: client.create_enrollment(terms, start=anchor, enrollment_id=enrollment_id, backdate=backdate),
     )
     if as_json:
         echo_json({"enrollment_id": created})
@@ -93,7 +101,7 @@ def _report(view: EnrollmentView, as_json: bool) -> None:
         line += f"; {view.scheduled.kind} scheduled at {when(view.scheduled.at)}"
     if view.expires is not None:
         line += f"; expires {when(view.expires)}"
-    typer.echo(line)
+    echo_lines([line])
 
 
 def _send(ctx: typer.Context, enrollment_id: str, command: Command, as_json: bool) -> None:
@@ -102,7 +110,7 @@ def _send(ctx: typer.Context, enrollment_id: str, command: Command, as_json: boo
 
 def pause(
     ctx: typer.Context,
-    enrollment_id: IdArgument,
+    enrollment_id: EnrollmentArgument,
     reason: ReasonOption = None,
     at_period_end: Annotated[
         bool, typer.Option("--at-period-end", help="Pause when the current period ends instead of now.")
@@ -114,7 +122,7 @@ def pause(
 
 
 def resume(
-    ctx: typer.Context, enrollment_id: IdArgument, reason: ReasonOption = None, as_json: JsonOption = False
+    ctx: typer.Context, enrollment_id: EnrollmentArgument, reason: ReasonOption = None, as_json: JsonOption = False
 ) -> None:
     """Resume a manual pause, or withdraw a pause or termination scheduled at period end."""
     _send(ctx, enrollment_id, ResumeCommand(reason=reason), as_json)
@@ -122,7 +130,7 @@ def resume(
 
 def terminate(
     ctx: typer.Context,
-    enrollment_id: IdArgument,
+    enrollment_id: EnrollmentArgument,
     reason: ReasonOption = None,
     at_period_end: Annotated[bool, typer.Option("--at-period-end", help="Terminate when the period ends.")] = False,
     immediately: Annotated[
@@ -139,14 +147,20 @@ def terminate(
 
 def order_status(
     ctx: typer.Context,
-    order_id: Annotated[str, typer.Argument(help="The order id.", show_default=False)],
+    order_id: OrderArgument,
     status: Annotated[
-        OrderStatusChoice, typer.Argument(help="The order's new status.", case_sensitive=False, show_default=False)
+        OrderStatus,
+        typer.Argument(
+            help="The order's new status (any case).",
+            parser=choice(OrderStatus),
+            metavar="STATUS",
+            show_default=False,
+        ),
     ],
     as_json: JsonOption = False,
 ) -> None:
     """Tell the order's enrollment that the order changed status (e.g. paid: CONFIRMED)."""
-    _report(with_client(ctx, lambda client: client.order_status_changed(order_id, OrderStatus(status.value))), as_json)
+    _report(with_client(ctx, lambda client: client.order_status_changed(order_id, status)), as_json)
 
 
 def _read_order(path: str) -> CheckoutOrder:
@@ -174,16 +188,18 @@ def create_from_order(
     if as_json:
         echo_json(result.model_dump(mode="json"))
         return
-    typer.echo(f"order {order.id}: {len(result.enrollments)} enrollments")
-    for created in result.enrollments:
-        typer.echo(f"  position {created.position}: {created.enrollment_id} ({created.product_id})")
-    for skipped in result.skipped:
-        typer.echo(f"  position {skipped.position} skipped: {skipped.product_id} is {skipped.reason}")
+    echo_lines(
+        [
+            f"order {order.id}: {len(result.enrollments)} enrollments",
+            *(f"  position {made.position}: {made.enrollment_id} ({made.product_id})" for made in result.enrollments),
+            *(f"  position {left.position} skipped: {left.product_id} is {left.reason}" for left in result.skipped),
+        ]
+    )
 
 
 def activate(
     ctx: typer.Context,
-    enrollment_id: IdArgument,
+    enrollment_id: EnrollmentArgument,
     reason: ReasonOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -194,4 +210,4 @@ def activate(
         return
     first = view.periods[-1] if view.periods else None
     period = f", period {isoformat_utc(first.start)} → {isoformat_utc(first.end)}" if first else ""
-    typer.echo(f"enrollment {view.number or view.id} is {view.status} since {isoformat_utc(view.anchor)}{period}")
+    echo_lines([f"enrollment {view.number or view.id} is {view.status} since {isoformat_utc(view.anchor)}{period}"])

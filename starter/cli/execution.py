@@ -2,7 +2,8 @@
 
 Every command that talks to Temporal or the database runs through :func:`run_async`, so an unknown
 enrollment, a refused command, an unreachable server or a missing table reads the same everywhere:
-one line on stderr, exit 1.
+one line on stderr, exit 1. The commands open the database without creating it: a missing SQLite file is
+an error that says where the command looked (:mod:`starter.cli.locate`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import typer
 from sqlalchemy.exc import DBAPIError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.persistence import PersistenceError, Store, open_store, redacted
-from starter.cli.app import state
+from activities.persistence import DatabaseNotFound, PersistenceError, Store, open_store, redacted
+from starter.cli.app import CliState, state
 from starter.cli.errors import EXIT_RUNTIME, CliError
 from starter.client import EnrollmentClientError, EnrollmentsClient
 from starter.connection import Settings
@@ -60,32 +61,36 @@ async def connected_client(settings: Settings) -> AsyncIterator[EnrollmentsClien
         await client.close()
 
 
-@asynccontextmanager
-async def database_store(settings: Settings) -> AsyncIterator[Store]:
-    async with open_store(settings.database_url) as store:
-        yield store
-
-
 def with_client(ctx: typer.Context, call: Callable[[EnrollmentsClient], Awaitable[T]]) -> T:
     """Run ``call`` with a client connected by the command line's settings; errors as one line."""
-    settings = state(ctx).effective_settings()
+    options = state(ctx)
+    settings = options.effective_settings()
 
     async def work() -> T:
         async with connected_client(settings) as client:
             return await call(client)
 
-    return run_async(settings, work)
+    return run_async(settings, lambda: _named_database(options, work()))
 
 
 def with_store(ctx: typer.Context, call: Callable[[Store], Awaitable[T]]) -> T:
-    """Run ``call`` with the store of the command line's database; errors as one line."""
-    settings = state(ctx).effective_settings()
+    """Run ``call`` with the store of the command line's database (never created here); errors as one line."""
+    options = state(ctx)
+    settings = options.effective_settings()
 
     async def work() -> T:
-        async with database_store(settings) as store:
+        async with open_store(settings.database_url, create_missing=False) as store:
             return await call(store)
 
-    return run_async(settings, work)
+    return run_async(settings, lambda: _named_database(options, work()))
+
+
+async def _named_database(options: CliState, work: Awaitable[T]) -> T:
+    """``work``, with a missing database reported with where the command looked for it."""
+    try:
+        return await work
+    except DatabaseNotFound as error:
+        raise options.location.missing(error) from None
 
 
 def _release_frames(error: BaseException) -> None:

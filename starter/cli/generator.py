@@ -12,10 +12,12 @@ import uuid
 from typing import Annotated, Any
 
 import typer
+from temporalio.service import RPCError, RPCStatusCode
 
 from starter.cli.app import state
 from starter.cli.errors import EXIT_RUNTIME, CliError
 from starter.cli.execution import JsonOption, echo_json, run_async
+from starter.cli.output import echo_lines
 from starter.connection import connect
 from starter.runtime import schedules
 from starter.runtime.schedules import ScheduleView, next_run_text
@@ -65,8 +67,7 @@ def generate_orders(
         typer.echo(f"order generation succeeded: every ACTIVE and PAUSED enrollment is caught up ({workflow_id})")
     else:
         typer.echo(f"order generation: {len(result.error.logs)} problems reported ({workflow_id})")
-        for entry in result.error.logs:
-            typer.echo(f"  {entry.name}: {entry.message}")
+        echo_lines(f"  {entry.name}: {entry.message}" for entry in result.error.logs)
     if not result.success:
         raise typer.Exit(EXIT_RUNTIME)
 
@@ -114,9 +115,13 @@ def schedule_generate_orders(
         changes = []
         if cron is not None or not (pause or unpause):
             wanted = cron or schedules.DEFAULT_CRON
-            changes.append(
-                await schedules.ensure_generator_schedule(client, cron=wanted, task_queue=settings.task_queue)
-            )
+            try:
+                ensured = await schedules.ensure_generator_schedule(client, cron=wanted, task_queue=settings.task_queue)
+            except RPCError as error:  # the server parses the cron: an invalid one changes nothing
+                if error.status is not RPCStatusCode.INVALID_ARGUMENT:
+                    raise
+                raise CliError(f"--cron: {wanted!r} is not a valid cron expression ({error.message})") from None
+            changes.append(ensured)
         if pause:
             changes.append(await schedules.pause_generator_schedule(client))
         if unpause:

@@ -3,13 +3,52 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, TypeVar
 
+import typer
 from pydantic import TypeAdapter, ValidationError
 
 from adapters.domain import Configuration, ConfigurationEntry, ProductPlan, TimezoneName
 from adapters.validation import describe_validation_error
 from starter.cli.errors import CliError
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def choice(enum: type[E]) -> Callable[[str], E]:
+    """A parser for a member of ``enum``, given in any case; the error lists the members as they are written."""
+
+    def parse(text: str | E) -> E:
+        if isinstance(text, enum):
+            return text
+        wanted = str(text).strip().casefold()
+        for member in enum:
+            if member.value.casefold() == wanted:
+                return member
+        raise ValueError(f"{text!r} is not one of {', '.join(member.value for member in enum)}")
+
+    return parse
+
+
+def reference(text: str) -> str:
+    """An id or number argument: surrounding spaces dropped, empty refused."""
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+EnrollmentArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The enrollment id or number (E-…).", parser=reference, metavar="ENROLLMENT", show_default=False
+    ),
+]
+OrderArgument = Annotated[
+    str, typer.Argument(help="The order id or number (O-…).", parser=reference, metavar="ORDER", show_default=False)
+]
 
 
 def not_blank(option: str, value: str | None) -> str | None:

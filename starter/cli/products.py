@@ -13,7 +13,7 @@ from adapters.validation import describe_validation_error
 from starter.cli.errors import EXIT_RUNTIME, CliError
 from starter.cli.execution import JsonOption, echo_json, with_store
 from starter.cli.output import table
-from starter.cli.parsing import parse_plan
+from starter.cli.parsing import choice, parse_plan
 
 product_app = typer.Typer(name="product", help="Plan products enrollments are made of (in the database).")
 
@@ -44,7 +44,10 @@ def product_create(
         str | None,
         typer.Option("--plan", help='The plan as JSON, e.g. \'{"billing_interval": "MONTHS"}\'.', show_default=False),
     ] = None,
-    product_type: Annotated[ProductType, typer.Option("--type", help="Product type.")] = ProductType.PLAN_PRODUCT,
+    product_type: Annotated[
+        ProductType,
+        typer.Option("--type", parser=choice(ProductType), help="Product type."),
+    ] = ProductType.PLAN_PRODUCT,
     title: Annotated[str | None, typer.Option("--title", help="Human title.")] = None,
     price_amount: Annotated[int | None, typer.Option("--price-amount", min=0, help="Price in minor units.")] = None,
     price_currency: Annotated[str | None, typer.Option("--price-currency", help="ISO 4217 code, e.g. CHF.")] = None,

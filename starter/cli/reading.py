@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -13,20 +12,14 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from activities.persistence import Store
 from adapters.domain import Enrollment, EnrollmentStatus, Order, describe_status, isoformat_utc
 from adapters.lifecycle import EnrollmentView
+from starter.cli.errors import CliError
 from starter.cli.execution import JsonOption, echo_json, with_client, with_store
-from starter.cli.output import table, when
-from starter.cli.parsing import parse_aware_datetime
+from starter.cli.output import echo_lines, table, table_lines, when
+from starter.cli.parsing import EnrollmentArgument, choice, parse_aware_datetime
 
 MAX_PAGE_SIZE = 500
-
-IdArgument = Annotated[str, typer.Argument(help="The enrollment id.", show_default=False)]
-
-
-class StatusChoice(StrEnum):
-    INITIAL = "INITIAL"
-    ACTIVE = "ACTIVE"
-    PAUSED = "PAUSED"
-    TERMINATED = "TERMINATED"
+MAX_OFFSET = 10**15
+"""Largest ``--offset``: far beyond any table, well inside the databases' 64-bit OFFSET."""
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +33,7 @@ def _order_line(order: Order) -> str:
     return f"  {order.number}  {order.status}  {window}  id {order.id}"
 
 
-def status(ctx: typer.Context, enrollment_id: IdArgument, as_json: JsonOption = False) -> None:
+def status(ctx: typer.Context, enrollment_id: EnrollmentArgument, as_json: JsonOption = False) -> None:
     """Show an enrollment as its workflow sees it: status, periods, orders, next wake-up, log."""
     view = with_client(ctx, lambda client: client.get_enrollment(enrollment_id))
     if as_json:
@@ -59,7 +52,7 @@ def status(ctx: typer.Context, enrollment_id: IdArgument, as_json: JsonOption = 
     ]
     if view.scheduled is not None:
         rows.append(["scheduled", f"{view.scheduled.kind} at {when(view.scheduled.at)}"])
-    lines = [table(["FIELD", "VALUE"], rows), ""]
+    lines = [*table_lines(["FIELD", "VALUE"], rows), ""]
     if view.history_trimmed:
         lines.append("(the latest periods, orders and log entries; every one is in the database)")
     lines.append(f"periods ({len(view.periods)}):")
@@ -72,16 +65,17 @@ def status(ctx: typer.Context, enrollment_id: IdArgument, as_json: JsonOption = 
     if view.log:
         lines.append("log:")
         lines += [f"  {when(entry.at)}  {entry.status}  {entry.info}" for entry in view.log]
-    typer.echo("\n".join(lines))
+    echo_lines(lines)
 
 
 def access(
     ctx: typer.Context,
-    enrollment_id: IdArgument,
+    enrollment_id: EnrollmentArgument,
     at: Annotated[str | None, typer.Option("--at", help="When, ISO 8601 with offset (default: now).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Whether the enrollment grants access at a moment (the workflow's is_valid_for_activation query)."""
+    """Whether the enrollment grants access at a moment (the adapter's rule: the workflow, or the database for
+    moments older than the periods the workflow carries)."""
     moment = parse_aware_datetime("--at", at) if at is not None else datetime.now(UTC)
     valid = with_client(ctx, lambda client: client.is_valid_for_activation(enrollment_id, moment))
     if as_json:
@@ -97,19 +91,30 @@ def _view_from_row(enrollment: Enrollment, orders: list[Order]) -> EnrollmentVie
 def list_enrollments(
     ctx: typer.Context,
     status_filter: Annotated[
-        StatusChoice | None, typer.Option("--status", case_sensitive=False, help="Only this status.")
+        EnrollmentStatus | None,
+        typer.Option(
+            "--status",
+            parser=choice(EnrollmentStatus),
+            help="Only this status (any case).",
+        ),
     ] = None,
     product: Annotated[str | None, typer.Option("--product", help="Only this product.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="Only this user.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_PAGE_SIZE, help="Page size.")] = 50,
-    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many (oldest first).")] = 0,
-    page: Annotated[int | None, typer.Option("--page", min=1, help="Page number (1-based), not --offset.")] = None,
+    offset: Annotated[
+        int | None, typer.Option("--offset", min=0, max=MAX_OFFSET, help="Skip this many (oldest first).")
+    ] = None,
+    page: Annotated[
+        int | None,
+        typer.Option("--page", min=1, max=MAX_OFFSET // MAX_PAGE_SIZE, help="Page number (1-based), not --offset."),
+    ] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Every page, with a progress display.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """List enrollments from the database, oldest first, a page at a time."""
-    first = (page - 1) * limit if page is not None else offset
-    wanted = EnrollmentStatus(status_filter.value) if status_filter is not None else None
+    if page is not None and offset is not None:
+        raise CliError("--page and --offset exclude each other: --page N is --offset (N-1)×--limit")
+    first = (page - 1) * limit if page is not None else offset or 0
 
     async def read(store: Store) -> list[EnrollmentView]:
         views: list[EnrollmentView] = []
@@ -124,7 +129,7 @@ def list_enrollments(
             position = first
             while True:
                 rows = await store.enrollments.matching(
-                    status=wanted, product_id=product, user_id=user, offset=position, limit=limit
+                    status=status_filter, product_id=product, user_id=user, offset=position, limit=limit
                 )
                 for row in rows:
                     orders = await store.billing.list_orders(row.id) if as_json else []

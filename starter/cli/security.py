@@ -11,7 +11,7 @@ import typer
 from starter.cli.app import state
 from starter.cli.errors import CliError
 from starter.connection.codec import EncryptionCodec, generate_key, key_id, parse_keys
-from starter.runtime.codec_server import CodecServer
+from starter.runtime.codec_server import DEFAULT_ORIGINS, CodecServer
 
 
 def register(app: typer.Typer) -> None:
@@ -27,25 +27,34 @@ def codec_server(
         list[str] | None,
         typer.Option("--origin", help="Web UI origin allowed by CORS (repeatable; default: the dev server's UI)."),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-host", help="Another Host name it is reached by, e.g. behind a proxy (repeatable)."),
+    ] = None,
 ) -> None:
     """Serve Temporal's codec protocol (POST /encode, /decode) so the Web UI shows decrypted payloads.
 
-    The keys come from ENROLLMENTS_CODEC_KEY. Point the UI's codec endpoint at the printed URL.
+    The keys come from ENROLLMENTS_CODEC_KEY; ENROLLMENTS_CODEC_TOKEN, when set, is required on every request.
+    Point the UI's codec endpoint at the printed URL.
     """
-    secret = state(ctx).settings.codec_key
-    if secret is None:
+    settings = state(ctx).settings
+    if settings.codec_key is None:
         raise CliError("ENROLLMENTS_CODEC_KEY is not set: the codec server needs the key the workers encrypt with")
-    codec = EncryptionCodec.from_setting(secret.get_secret_value())
-    origins = origin or ["http://localhost:8233", "http://127.0.0.1:8233"]
+    codec = EncryptionCodec.from_setting(settings.codec_key.get_secret_value())
+    origins = origin or list(DEFAULT_ORIGINS)
+    token = None if settings.codec_token is None else settings.codec_token.get_secret_value()
     try:
-        server = CodecServer(codec, host=host, port=port, allowed_origins=origins)
+        server = CodecServer(
+            codec, host=host, port=port, allowed_origins=origins, token=token, allowed_hosts=allowed_host or ()
+        )
     except OSError as error:
         raise CliError(f"cannot listen on {host}:{port}: {error.strerror or error}", exit_code=1) from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     server.start()
-    typer.echo(f"codec server on {server.url} (CORS: {', '.join(origins)}); Ctrl-C stops it", err=True)
+    endpoint = "codec endpoint: the URL + '/<ENROLLMENTS_CODEC_TOKEN>'" if token else "no token (loopback only)"
+    typer.echo(f"codec server on {server.url} (CORS: {', '.join(origins)}; {endpoint}); Ctrl-C stops it", err=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -73,10 +73,11 @@ def db_upgrade(
 
 
 def worker(ctx: typer.Context) -> None:
-    """Run a worker (the enrollment workflow and its activities) until Ctrl-C or SIGTERM."""
+    """Run a worker (enrollment workflows, webhook delivery on its own queue) until Ctrl-C or SIGTERM."""
     settings = state(ctx).effective_settings()
     typer.echo(
-        f"worker: task queue {settings.task_queue!r} on {settings.temporal_address} "
+        f"worker: task queues {settings.task_queue!r} and {settings.webhook_task_queue!r} "
+        f"on {settings.temporal_address} "
         f"(namespace {settings.temporal_namespace}), database {redacted(settings.database_url)}"
     )
     asyncio.run(run_worker(settings))

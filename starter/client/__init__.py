@@ -1,5 +1,6 @@
-"""The library services import to drive enrollments: the typed client, its errors, checkout orders."""
+"""The library services import to drive enrollments: the typed client, its errors, checkout orders, events."""
 
+from adapters.events import Event, EventPage, EventType
 from starter.client.checkout import CheckoutEnrollment, EnrollmentsFromOrder, SkippedPosition
 from starter.client.client import EnrollmentsClient
 from starter.client.errors import (
@@ -9,6 +10,7 @@ from starter.client.errors import (
     OrderNotFound,
 )
 from starter.client.payload_limits import PayloadTooLarge
+from starter.client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "CheckoutEnrollment",
@@ -17,7 +19,12 @@ __all__ = [
     "EnrollmentNotFound",
     "EnrollmentsClient",
     "EnrollmentsFromOrder",
+    "Event",
+    "EventPage",
+    "EventType",
     "OrderNotFound",
     "PayloadTooLarge",
     "SkippedPosition",
+    "WebhookVerificationError",
+    "verify_webhook",
 ]

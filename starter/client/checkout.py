@@ -27,8 +27,9 @@ import uuid
 from pydantic import Field
 
 from activities.persistence import Store
+from adapters.checkout import CheckoutOrder
 from adapters.director import EnrollmentDirector, NoAdapterForPlanError
-from adapters.domain import CheckoutOrder, DomainModel, EnrollmentTerms, OrderPosition, ProductType
+from adapters.domain import DomainModel, EnrollmentTerms, OrderPosition, ProductType
 from adapters.lifecycle import ErrorType
 from starter.client.errors import EnrollmentCommandRejected
 

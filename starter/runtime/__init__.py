@@ -3,9 +3,17 @@
 from starter.runtime.codec_server import CodecServer
 from starter.runtime.observability import configure_logging, metrics_runtime
 from starter.runtime.schedules import ScheduleChange, ScheduleNotFound, ScheduleView
-from starter.runtime.worker import WORKFLOWS, WorkerResources, build_worker, run_worker, sandbox_runner
+from starter.runtime.worker import (
+    DELIVERY_WORKFLOWS,
+    WORKFLOWS,
+    WorkerResources,
+    build_worker,
+    run_worker,
+    sandbox_runner,
+)
 
 __all__ = [
+    "DELIVERY_WORKFLOWS",
     "WORKFLOWS",
     "CodecServer",
     "ScheduleChange",

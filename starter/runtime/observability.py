@@ -6,6 +6,7 @@ or 0); the project's own counters go to the same runtime meter, hence the same `
 - ``enrollments_periods_started`` — periods the ``advance`` activity created (trials included);
 - ``enrollments_orders_created`` — orders created with those periods;
 - ``enrollments_status_changes`` — status changes recorded, labelled ``status`` (ACTIVE, PAUSED, …);
+- ``enrollments_registrations_refused`` — enrollments refused at registration, labelled ``type`` (the error);
 - ``enrollments_activity_failures`` — activity attempts that raised, labelled ``activity``.
 
 Each carries ``namespace`` and ``task_queue`` labels.
@@ -34,13 +35,20 @@ from temporalio.common import MetricCounter, MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from adapters.lifecycle import WORKFLOW_ID_PREFIX, ActivityName, AdvanceResult, StatusChangeRequest
+from adapters.lifecycle import (
+    WORKFLOW_ID_PREFIX,
+    ActivityName,
+    AdvanceResult,
+    RegisterResult,
+    StatusChangeRequest,
+)
 
 LogFormat = Literal["json", "text"]
 
 PERIODS_STARTED = "enrollments_periods_started"
 ORDERS_CREATED = "enrollments_orders_created"
 STATUS_CHANGES = "enrollments_status_changes"
+REGISTRATIONS_REFUSED = "enrollments_registrations_refused"
 ACTIVITY_FAILURES = "enrollments_activity_failures"
 
 _STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -71,6 +79,9 @@ class EnrollmentMetrics:
         )
         self.status_changes: MetricCounter = meter.create_counter(
             STATUS_CHANGES, "Enrollment status changes recorded, by new status."
+        )
+        self.registrations_refused: MetricCounter = meter.create_counter(
+            REGISTRATIONS_REFUSED, "Enrollments refused at registration, by error type."
         )
         self.activity_failures: MetricCounter = meter.create_counter(
             ACTIVITY_FAILURES, "Enrollment activity attempts that failed, by activity."
@@ -118,6 +129,8 @@ class _CountingActivityInbound(ActivityInboundInterceptor):
             if result.orders:
                 self._metrics.orders_created.add(len(result.orders), labels)
                 activity.logger.info("orders created: %s", ", ".join(order.number for order in result.orders))
+        elif activity_type == ActivityName.REGISTER and isinstance(result, RegisterResult) and result.refused:
+            self._metrics.registrations_refused.add(1, {**labels, "type": result.refused_type or "unknown"})
         elif activity_type == ActivityName.CHANGE_STATUS and args and isinstance(args[0], StatusChangeRequest):
             request = args[0]
             self._metrics.status_changes.add(1, {**labels, "status": str(request.status)})

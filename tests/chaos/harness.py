@@ -236,7 +236,11 @@ async def create_enrollments(
         start = now - backlog_periods * period - period * rng.random()
         async with semaphore:
             return await client.create_enrollment(
-                product_id=PRODUCT_ID, user_id=f"chaos-user-{index}", start=start, enrollment_id=f"chaos-{index:04d}"
+                product_id=PRODUCT_ID,
+                user_id=f"chaos-user-{index}",
+                start=start,
+                enrollment_id=f"chaos-{index:04d}",
+                backdate=True,
             )
 
     return list(await asyncio.gather(*(one(index) for index in range(count))))
@@ -249,6 +253,9 @@ class Report:
     orders: int = 0
     lost: int = 0
     duplicated: int = 0
+    events: int = 0
+    events_lost: int = 0
+    events_duplicated: int = 0
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> dict[str, int]:
@@ -258,7 +265,14 @@ class Report:
             "orders": self.orders,
             "lost": self.lost,
             "duplicated": self.duplicated,
+            "events": self.events,
+            "events_lost": self.events_lost,
+            "events_duplicated": self.events_duplicated,
         }
+
+    @property
+    def clean(self) -> bool:
+        return self.lost == self.duplicated == self.events_lost == self.events_duplicated == 0
 
 
 async def check(database_url: str, plan: ProductPlan, enrollment_ids: Sequence[str], cutoff: datetime) -> Report:

@@ -3,10 +3,12 @@
 ``python -m tests.chaos.run`` (``make chaos``) runs the full form: 200 enrollments, worker processes killed
 with ``kill -9`` and restarted, PostgreSQL (a private cluster) stopped for 30 s, the Temporal dev server
 restarted on its persisted state, and crashes between an activity's commit and its completion
-(``ENROLLMENTS_FAULTS=after_commit:<p>``) all along. Afterwards every enrollment must have exactly the periods
-its schedule implies and one order per billable period; the last line of output is one JSON object:
-``{"enrollments": N, "periods": N, "orders": N, "lost": N, "duplicated": N}``. The exit status is 1 when
-anything was lost or duplicated. ``--help`` lists the knobs; progress goes to stderr.
+(``ENROLLMENTS_FAULTS=after_commit:<p>``) all along; a webhook endpoint on a loopback receiver gets every event.
+Afterwards every enrollment must have exactly the periods its schedule implies and one order per billable
+period, every change exactly one event, and the receiver every event; the last line of output is one JSON object:
+``{"enrollments": N, "periods": N, "orders": N, "lost": N, "duplicated": N, "events": N, "events_lost": N,
+"events_duplicated": N}``. The exit status is 1 when anything was lost or duplicated. ``--help`` lists the knobs;
+progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from starter.client import EnrollmentsClient
+from starter.devtools.receiver import WebhookReceiver
+from tests.chaos.events_check import check_events
 from tests.chaos.harness import (
     DevServer,
     PostgresCluster,
@@ -38,6 +42,7 @@ from tests.chaos.harness import (
 )
 
 TASK_QUEUE = "enrollments-chaos"
+WEBHOOK_SECRET = "chaos-webhook-secret"
 
 
 @dataclass(frozen=True)
@@ -82,8 +87,12 @@ async def run_chaos(config: ChaosConfig, directory: Path, database_url: str | No
             "ENROLLMENTS_AUTOSCHEDULE_CRON": "",
             "ENROLLMENTS_METRICS_PORT": "",
             "ENROLLMENTS_CODEC_KEY": "",
+            "ENROLLMENTS_WEBHOOK_POLL_SECONDS": "0.5",
+            "ENROLLMENTS_WEBHOOK_RETRY_INITIAL_SECONDS": "0.5",
+            "ENROLLMENTS_WEBHOOK_RETRY_MAX_SECONDS": "5",
         },
     )
+    receiver = WebhookReceiver().start()
     monitor: asyncio.Task[None] | None = None
     try:
         plan = await seed_product(database_url, config.period_minutes)
@@ -91,6 +100,7 @@ async def run_chaos(config: ChaosConfig, directory: Path, database_url: str | No
         log(f"Temporal dev server on {server.address}")
         worker.start()
         client = EnrollmentsClient(await server.client(), task_queue=TASK_QUEUE, database_url=database_url)
+        await client.add_webhook(receiver.url, WEBHOOK_SECRET)
         began = time.monotonic()
         ids = await create_enrollments(client, config.enrollments, plan, config.backlog_periods)
         await client.close()
@@ -110,6 +120,8 @@ async def run_chaos(config: ChaosConfig, directory: Path, database_url: str | No
         cutoff = datetime.now(UTC)
         log(f"faults done; settling (cutoff {cutoff.isoformat()})")
         report = await settle(database_url, plan, ids, cutoff, config.settle_timeout)
+        repeats = await check_events(database_url, receiver, config.settle_timeout, report)
+        log(f"{report.events} events; {len(receiver.received)} webhook requests, {repeats} repeated deliveries")
         log(f"injected after-commit faults (seen in worker logs): {worker.injected_faults()}")
         for problem in report.problems[:20]:
             log(f"problem: {problem}")
@@ -121,6 +133,7 @@ async def run_chaos(config: ChaosConfig, directory: Path, database_url: str | No
                 await monitor
         worker.stop()
         server.stop()
+        receiver.stop()
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.stop("immediate")
@@ -206,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(directory, ignore_errors=True)
     print(json.dumps(report.line()), flush=True)
-    return 0 if report.lost == 0 and report.duplicated == 0 else 1
+    return 0 if report.clean else 1
 
 
 if __name__ == "__main__":

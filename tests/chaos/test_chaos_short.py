@@ -1,4 +1,5 @@
-"""The fault suite's short form, part of every test run: worker kill -9 and crashes after commit.
+"""The fault suite's short form, part of every test run: worker kill -9 and crashes after commit, and the events
+of every change delivered to a webhook receiver throughout.
 
 The full form (``make chaos``: 200 enrollments, PostgreSQL outage, Temporal restart) is in
 ``tests/chaos/run.py``. This one uses a scratch database on the test PostgreSQL server and its own dev
@@ -31,6 +32,9 @@ async def test_kill_9_and_crashes_after_commit_lose_and_duplicate_nothing(test_d
     assert report.periods >= SHORT.enrollments * (SHORT.backlog_periods + 1)
     assert report.orders == report.periods  # no trial: every period is billed once
     assert (report.lost, report.duplicated) == (0, 0), report.problems[:10]
+    # Every period and order has its event, plus each enrollment's created and activated; all reached the receiver.
+    assert report.events >= report.periods + report.orders + 2 * SHORT.enrollments
+    assert (report.events_lost, report.events_duplicated) == (0, 0), report.problems[:10]
 
 
 def test_fault_spec_arms_a_probability_and_is_off_by_default() -> None:

@@ -6,7 +6,14 @@ import math
 
 from bench.__main__ import run
 
-SUMMARY_KEYS = {"start_ratio", "renewal_ratio", "events_per_period", "actions_per_period", "query_p99_ms"}
+SUMMARY_KEYS = {
+    "start_ratio",
+    "renewal_ratio",
+    "events_per_period",
+    "actions_per_period",
+    "query_p99_ms",
+    "webhook_ratio",
+}
 
 
 async def test_bench_tiny_mode_measures_every_figure():
@@ -20,3 +27,4 @@ async def test_bench_tiny_mode_measures_every_figure():
     assert results["cost"]["steady_runs"] >= 1 and results["cost"]["periods"] > 0
     assert results["queries"]["warm"]["samples"] > 0 and results["queries"]["after_restart"]["samples"] > 0
     assert results["database"]["periods_per_side"] > 0
+    assert results["webhooks"]["events_per_side"] == 2 * 4 * (2 + 6)  # two rounds of 4 enrollments with 8 events

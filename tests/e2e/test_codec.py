@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -20,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from adapters.domain import BillingInterval, ProductPlan
 from adapters.lifecycle import workflow_id_for
-from starter.connection.codec import CodecError, EncryptionCodec, generate_key, parse_keys
+from starter.connection.codec import CodecError, EncryptionCodec, generate_key, key_id, parse_keys
 from starter.devtools import binaries as temporal_binaries
 from starter.devtools.binaries import register_search_attributes
 from starter.runtime.codec_server import CodecServer
@@ -171,3 +172,45 @@ def test_codec_server_command_needs_a_key() -> None:
     )
     assert done.returncode == 2
     assert "ENROLLMENTS_CODEC_KEY is not set" in done.stderr
+
+
+def _raw_request(url: str, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as it is on a socket (headers the HTTP libraries would not send); status and body."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_codec_server_guards_itself() -> None:
+    token = "s3cret-token-for-the-ui"
+    key = generate_key()
+    payloads = _payloads_json(_payload("Zelda"))
+    with CodecServer(EncryptionCodec.from_setting(key), port=0, token=token) as server:
+        assert _post(f"{server.url}/encode", payloads)[0] == 401, "no token"
+        assert _post(f"{server.url}/wrong-token/encode", payloads)[0] == 401
+        assert _post(f"{server.url}/{token}/encode", payloads)[0] == 200, "the token as the endpoint's path"
+        assert _post(f"{server.url}/encode", payloads, {"Authorization": f"Bearer {token}"})[0] == 200
+        _, port = server.url.removeprefix("http://").split(":")
+        auth = f"Authorization: Bearer {token}\r\n".encode()
+        probes = [
+            (b"Host: attacker.example\r\nContent-Length: 2\r\n\r\n{}", 421),  # DNS rebinding
+            (b"Host: 127.0.0.1:" + port.encode() + b"\r\nContent-Length: -5\r\n\r\n", 400),
+            (b"Host: 127.0.0.1:" + port.encode() + b"\r\n\r\n", 411),
+            (b"Host: 127.0.0.1:" + port.encode() + b"\r\nContent-Length: 999999999999\r\n\r\n", 413),
+        ]
+        for headers, expected in probes:
+            status, body = _raw_request(server.url, b"POST /decode HTTP/1.1\r\n" + auth + headers)
+            assert status == expected, (headers, status, body)
+        fingerprint = key_id(parse_keys(key)[0]).encode()
+        ours = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": fingerprint}, data=b"")
+        status, _, body = _post(f"{server.url}/decode", _payloads_json(ours), {"Authorization": f"Bearer {token}"})
+        assert status == 400 and b"cannot be decoded" in body, body
+        status, _, _ = _post(
+            f"{server.url}/decode", payloads, {"Authorization": f"Bearer {token}", "Origin": "https://evil.example"}
+        )
+        assert status == 403

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from starter.cli import app
 from starter.devtools.demo import DEMO_ENROLLMENTS
 from starter.devtools.stack import DevConfig, free_port, search_attribute_flags, server_command
+from starter.devtools.state import STATE_FILE, Announcement, DevStackError, StateDirLock
 
 READY_LINE = "dev stack is running"
 
@@ -142,6 +143,8 @@ def test_server_command_registers_every_search_attribute() -> None:
         "EnrollmentUserId=Keyword",
         "--search-attribute",
         "EnrollmentNextPeriodAt=Datetime",
+        "--search-attribute",
+        "EnrollmentHealth=Keyword",
     ]
     command = server_command(DevConfig(state_dir=Path("/state")))
     assert command[1:3] == ["server", "start-dev"]
@@ -149,7 +152,7 @@ def test_server_command_registers_every_search_attribute() -> None:
     assert command[command.index("--db-filename") + 1] == "/state/temporal.db"
 
 
-def test_dev_runs_stops_restarts_and_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_dev_runs_stops_restarts_and_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     temporal_port, ui_port = free_port(), free_port()
     config = DevConfig(state_dir=tmp_path / ".enrollments", temporal_port=temporal_port, ui_port=ui_port)
 
@@ -165,6 +168,17 @@ def test_dev_runs_stops_restarts_and_leaves_nothing_behind(tmp_path: Path) -> No
         paused = status_json(config, "demo-dave-gym")
         assert paused["status"] == "PAUSED"
         assert status_json(config, "demo-alice-coffee")["status"] == "ACTIVE"
+        # The stack announces itself in its state directory; the CLI finds it from below the checkout.
+        announced = json.loads((tmp_path / ".enrollments" / "dev-stack.json").read_text())
+        assert announced["pid"] == first.process.pid and announced["temporal_address"] == config.address
+        (tmp_path / "docs").mkdir()
+        monkeypatch.chdir(tmp_path / "docs")
+        for name in ("DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"):
+            monkeypatch.delenv(name, raising=False)
+        listed = CliRunner().invoke(app, ["list", "--json"])
+        assert listed.exit_code == 0, listed.stderr
+        assert sorted(item["id"] for item in json.loads(listed.stdout)) == sorted(demo.id for demo in DEMO_ENROLLMENTS)
+        assert CliRunner().invoke(app, ["status", "demo-dave-gym"]).exit_code == 0, "and its Temporal server"
         first.process.send_signal(signal.SIGTERM)
         assert first.finish() == 0, first.stderr
         assert "stopped" in first.stderr
@@ -207,3 +221,48 @@ def test_dev_refuses_a_port_in_use(tmp_path: Path, dev_stack: object) -> None:
         f"error: port {dev_stack.config.temporal_port} on 127.0.0.1 is in use"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_dev_refuses_a_state_directory_in_use_naming_it_and_the_running_pid(dev_stack: object) -> None:
+    from tests.support.dev_stack_env import ThreadedDevStack
+
+    assert isinstance(dev_stack, ThreadedDevStack)
+    state_dir = dev_stack.config.state_dir
+    ports = ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
+    result = CliRunner().invoke(app, ["dev", "--state-dir", str(state_dir), *ports])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: the state directory {state_dir.resolve()} is in use by another `enrollments dev` "
+        f"(pid {os.getpid()}); stop that one first, or give this one another --state-dir"
+    )
+    assert json.loads((state_dir / STATE_FILE).read_text())["pid"] == os.getpid(), "the running stack's note is kept"
+
+
+HOLD_THE_LOCK = """
+import os, sys, time
+from pathlib import Path
+from starter.devtools.state import Announcement, StateDirLock
+note = Announcement(pid=os.getpid(), state_dir=sys.argv[1], temporal_address="-", namespace="-", web_ui="-",
+                    database_url="-")
+StateDirLock(Path(sys.argv[1])).acquire(note)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_stack_leaves_no_stale_lock(tmp_path: Path) -> None:
+    note = Announcement(
+        pid=os.getpid(), state_dir=str(tmp_path), temporal_address="-", namespace="-", web_ui="-", database_url="-"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        with pytest.raises(DevStackError, match=rf"in use by another `enrollments dev` \(pid {holder.pid}\)"):
+            StateDirLock(tmp_path).acquire(note)
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = StateDirLock(tmp_path)
+    lock.acquire(note)  # the kernel dropped the killed holder's lock: nothing stale to clean up
+    lock.release()
+    assert json.loads((tmp_path / STATE_FILE).read_text())["pid"] == os.getpid()

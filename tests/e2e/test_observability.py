@@ -13,8 +13,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from activities.faults import FaultPoint, fault_injector
 from adapters.builtin import director_from_names
-from adapters.domain import BillingInterval, ProductPlan
+from adapters.domain import BillingInterval, ProductPlan, UsageCalculationType
 from starter.client import EnrollmentCommandRejected, EnrollmentsClient
 from starter.connection.settings import Settings
 from starter.devtools.stack import free_port
@@ -22,6 +23,7 @@ from starter.runtime.observability import (
     ACTIVITY_FAILURES,
     ORDERS_CREATED,
     PERIODS_STARTED,
+    REGISTRATIONS_REFUSED,
     STATUS_CHANGES,
     JsonFormatter,
     TextFormatter,
@@ -56,7 +58,9 @@ def scrape(port: int) -> str:
 
 
 async def run_enrollments(address: str, database_url: str, port: int) -> dict[str, str]:
-    """A worker with metrics on ``port``: one enrollment through a period, paused; one that fails to register."""
+    """A worker with metrics on ``port``: one enrollment through a period (its registration crashes once after its
+    commit, and is retried), paused; one refused at registration (a metered plan, which the worker's director has
+    no adapter for: the client cannot know, the registration refuses)."""
     runtime = metrics_runtime(port)
     client = await Client.connect(address, data_converter=pydantic_data_converter, runtime=runtime)
     queue = f"metrics-{uuid.uuid4().hex[:8]}"
@@ -65,14 +69,18 @@ async def run_enrollments(address: str, database_url: str, port: int) -> dict[st
     )
     product_id = f"metrics-{uuid.uuid4().hex[:6]}"
     await add_product(database_url, product_id, ProductPlan(billing_interval=BillingInterval.MINUTES))
+    metered = ProductPlan(billing_interval=BillingInterval.MINUTES, usage_calculation_type=UsageCalculationType.METERED)
+    await add_product(database_url, f"{product_id}-metered", metered)
     enrollments = EnrollmentsClient(client, task_queue=queue, database_url=database_url)
     try:
         async with resources.worker:
+            fault_injector.arm(FaultPoint.AFTER_COMMIT, times=1)  # the registration fails once, after its commit
             enrollment_id = await enrollments.create_enrollment(product_id=product_id, user_id="metrics-user")
             await enrollments.pause(enrollment_id, reason="metrics test")
-            with pytest.raises(EnrollmentCommandRejected, match="does not exist"):
-                await enrollments.create_enrollment(product_id="no-such-product", user_id="metrics-user")
+            with pytest.raises(EnrollmentCommandRejected, match="no enrollment adapter is activated"):
+                await enrollments.create_enrollment(product_id=f"{product_id}-metered", user_id="metrics-user")
     finally:
+        fault_injector.disarm()
         await enrollments.close()
         await resources.close()
     return {"enrollment_id": enrollment_id, "task_queue": queue}
@@ -97,7 +105,8 @@ def test_worker_serves_sdk_and_project_metrics_and_logs_the_enrollment(dev_stack
     assert total(text, PERIODS_STARTED, task_queue=queue) == 1
     assert total(text, ORDERS_CREATED, task_queue=queue) == 1
     assert total(text, STATUS_CHANGES, task_queue=queue, status="PAUSED") == 1
-    assert total(text, ACTIVITY_FAILURES, task_queue=queue, activity="register_enrollment") >= 1
+    assert total(text, ACTIVITY_FAILURES, task_queue=queue, activity="register_enrollment") == 1
+    assert total(text, REGISTRATIONS_REFUSED, task_queue=queue, type="NoAdapterForPlan") == 1
     assert samples(text, "temporal_request"), "the SDK's own metrics are missing"
     assert any(
         labels.get("task_queue") == queue for labels, _ in samples(text, "temporal_activity_execution_latency_count")

@@ -19,6 +19,7 @@ from activities.persistence import Store, create_engine, session_factory
 from adapters.builtin import director_from_names
 from adapters.director import EnrollmentDirector
 from adapters.domain import Product, ProductPlan
+from adapters.webhooks import DeliveryPolicy
 from starter.client import EnrollmentsClient
 from starter.devtools.binaries import register_search_attributes, temporal_cli_path, test_server_path
 from starter.runtime.worker import WorkerResources, build_worker
@@ -60,18 +61,20 @@ async def running_worker(
     *,
     director: EnrollmentDirector | None = None,
     task_queue: str | None = None,
+    delivery_policy: DeliveryPolicy | None = None,
 ) -> AsyncIterator[tuple[EnrollmentsClient, WorkerResources]]:
-    """A worker on a fresh task queue and a client for it; both closed on exit."""
+    """A worker (enrollments and webhook delivery) on fresh task queues and a client for it; both closed on exit."""
     queue = task_queue or f"enrollments-{uuid.uuid4().hex[:8]}"
     resources = build_worker(
         env.client,
         database_url=database_url,
         task_queue=queue,
         director=director or director_from_names(["licensed"]),
+        delivery_policy=delivery_policy,
     )
     client = EnrollmentsClient(env.client, task_queue=queue, database_url=database_url)
     try:
-        async with resources.worker:
+        async with resources.running():
             yield client, resources
     finally:
         await client.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from adapters.domain import Enrollment, EnrollmentLogEntry, EnrollmentStatus, Order, OrderStatus, Period
-from workflows.enrollment_state import KEPT_LOG_ENTRIES, KEPT_PERIODS, EnrollmentWorkflowState, carried_over
+from adapters.lifecycle import KEPT_LOG_ENTRIES, KEPT_PERIODS
+from workflows.enrollment_state import EnrollmentWorkflowState, carried_over
 
 T0 = datetime(2031, 1, 1, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from starter.cli import app
 from starter.cli.app import state
-from starter.connection.settings import DEFAULT_DATABASE_URL
+from starter.devtools.state import STATE_FILE, Announcement
 
 ENV_VARS = ("DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")
 TRIAL_PLAN = '{"billing_interval": "MONTHS", "trial_interval": "DAYS", "trial_interval_count": 14}'
@@ -217,9 +217,37 @@ def test_global_options_default_from_the_environment(runner: CliRunner, seen_sta
     assert seen_state["state"] == (True, "sqlite+aiosqlite:///opt.db", "t:1", "ns")
 
 
-def test_global_options_fall_back_to_the_settings_defaults(runner: CliRunner, seen_state: Seen) -> None:
+def test_global_options_fall_back_to_the_defaults_in_the_current_directory(
+    runner: CliRunner, seen_state: Seen, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     assert run(runner, "probe-state").exit_code == 0
-    assert seen_state["state"] == (False, DEFAULT_DATABASE_URL, "localhost:7233", "default")
+    default = f"sqlite+aiosqlite:///{tmp_path / '.enrollments' / 'enrollments.db'}"
+    assert seen_state["state"] == (False, default, "localhost:7233", "default")
+    assert not (tmp_path / ".enrollments").exists(), "finding the database creates nothing"
+
+
+def test_global_options_find_the_dev_stack_announced_above_the_current_directory(
+    runner: CliRunner, seen_state: Seen, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    announced = Announcement(
+        pid=4242,
+        state_dir=str(tmp_path / ".enrollments"),
+        temporal_address="127.0.0.1:7433",
+        namespace="dev",
+        web_ui="http://127.0.0.1:8433/namespaces/dev/workflows",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / '.enrollments' / 'enrollments.db'}",
+    )
+    (tmp_path / ".enrollments").mkdir()
+    (tmp_path / ".enrollments" / STATE_FILE).write_text(announced.model_dump_json())
+    below = tmp_path / "docs" / "examples"
+    below.mkdir(parents=True)
+    monkeypatch.chdir(below)
+    assert run(runner, "probe-state").exit_code == 0
+    assert seen_state["state"] == (False, announced.database_url, "127.0.0.1:7433", "dev")
+    env = {"DATABASE_URL": "sqlite+aiosqlite:///env.db", "TEMPORAL_ADDRESS": "temporal:7233"}
+    assert run(runner, "probe-state", env=env).exit_code == 0
+    assert seen_state["state"] == (False, "sqlite+aiosqlite:///env.db", "temporal:7233", "dev")
 
 
 def test_invalid_environment_is_a_usage_error(runner: CliRunner, seen_state: Seen) -> None:

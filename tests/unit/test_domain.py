@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from adapters.domain import (
     MAX_CONFIGURATION_ENTRIES,
     MAX_QUANTITY,
+    MAX_UNITS,
     BillingInterval,
     ConfigurationEntry,
     Enrollment,
@@ -151,10 +152,16 @@ def test_invalid_quantity_names_the_field(model: type[BaseModel], quantity: int)
     assert errors_of(model, data) == {("quantity",): "greater_than_equal" if quantity < 1 else "less_than_equal"}
 
 
-@pytest.mark.parametrize("quantity", [-1, MAX_QUANTITY + 1])
+@pytest.mark.parametrize("quantity", [-1, MAX_UNITS + 1])
 def test_order_position_quantity_bounds(quantity: int) -> None:
+    """An order line bills up to 2^63 - 1 units (a month of metered API calls fits); the plan's quantity less."""
     data = {"product_id": "p", "original_product_id": "p", "quantity": quantity}
     assert set(errors_of(OrderPosition, data)) == {("quantity",)}
+
+
+def test_order_position_takes_usage_beyond_the_plan_quantity_cap() -> None:
+    assert OrderPosition(product_id="p", original_product_id="p", quantity=MAX_QUANTITY + 1).quantity > MAX_QUANTITY
+    assert OrderPosition(product_id="p", original_product_id="p", quantity=MAX_UNITS).quantity == 2**63 - 1
 
 
 def test_order_position_may_have_zero_quantity() -> None:

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
@@ -87,6 +89,14 @@ class Stack:
 
     async def assert_nothing_stored(self, enrollment_id: str) -> None:
         assert await self.rows(enrollment_id) == {"enrollments": 0, "periods": 0, "orders": 0, "log": 0, "usage": 0}
+
+    async def latest_run(self, enrollment_id: str) -> str:
+        """The run id of the workflow's latest run (the raw call: no search attribute decoding)."""
+        client = self.env.client
+        execution = WorkflowExecution(workflow_id=workflow_id_for(enrollment_id))
+        request = DescribeWorkflowExecutionRequest(namespace=client.namespace, execution=execution)
+        response = await client.workflow_service.describe_workflow_execution(request)
+        return response.workflow_execution_info.execution.run_id
 
     async def workflow_exists(self, enrollment_id: str) -> bool:
         try:
@@ -220,6 +230,19 @@ async def test_create_refuses_products_that_cannot_enroll(
     assert raised.value.error_type == error_type
     assert message in str(raised.value)
     await stack.assert_nothing_stored(enrollment_id)
+    assert not await stack.workflow_exists(enrollment_id), "the client refuses before it starts a workflow"
+
+
+async def test_create_of_a_terminated_enrollment_is_refused_and_starts_nothing(stack: Stack) -> None:
+    enrollment_id = await stack.client.create_enrollment(product_id="monthly", user_id="u", enrollment_id=_new_id())
+    await stack.client.terminate(enrollment_id, immediately=True)
+    run_id = await stack.latest_run(enrollment_id)
+    before = await stack.rows(enrollment_id)
+    with pytest.raises(EnrollmentCommandRejected, match="is TERMINATED, which is final") as raised:
+        await stack.client.create_enrollment(product_id="monthly", user_id="u", enrollment_id=enrollment_id)
+    assert raised.value.error_type == "EnrollmentConflict"
+    assert await stack.latest_run(enrollment_id) == run_id, "no new run of the closed workflow"
+    assert await stack.rows(enrollment_id) == before
 
 
 async def test_duplicate_create_with_other_terms_is_refused_and_changes_nothing(stack: Stack) -> None:

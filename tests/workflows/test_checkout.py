@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from activities.persistence import Store, create_engine, session_factory
+from adapters.checkout import CheckoutOrder
 from adapters.domain import (
     BillingInterval,
-    CheckoutOrder,
     EnrollmentStatus,
     OrderConfiguration,
     OrderPosition,

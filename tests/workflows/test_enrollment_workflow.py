@@ -26,12 +26,19 @@ from adapters.domain import (
     UsageCalculationType,
 )
 from adapters.licensed import LicensedAdapter
-from adapters.lifecycle import EnrollmentView, MessageName, PauseCommand, TerminateCommand, workflow_id_for
+from adapters.lifecycle import (
+    KEPT_PERIODS,
+    EnrollmentView,
+    MessageName,
+    PauseCommand,
+    TerminateCommand,
+    workflow_id_for,
+)
 from starter.client import EnrollmentCommandRejected, EnrollmentNotFound
 from tests.support.overdue_adapter import OverdueAfterOneDayAdapter
 from tests.support.temporal_env import add_product, running_worker
 from workflows.enrollment import EnrollmentWorkflow
-from workflows.enrollment_state import KEPT_PERIODS, EnrollmentWorkflowInput
+from workflows.enrollment_state import EnrollmentWorkflowInput
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 MONTHLY = ProductPlan(billing_interval=BillingInterval.MONTHS)
@@ -174,8 +181,11 @@ async def test_terminate_default_at_period_end_and_immediately(time_skipping_env
     env = time_skipping_env
     await add_product(database_url, "p", MONTHLY)
     async with running_worker(env, database_url) as (client, _):
-        default, at_end, immediate = [await client.create_enrollment(product_id="p", user_id="u") for _ in range(3)]
+        ids = [await client.create_enrollment(product_id="p", user_id="u") for _ in range(4)]
+        default, at_end, immediate, paid_immediate = ids
         end = (await client.get_enrollment(default)).periods[0].end
+        paid_order = (await client.get_enrollment(paid_immediate)).orders[0]
+        await client.order_status_changed(paid_order.id, OrderStatus.CONFIRMED, enrollment_id=paid_immediate)
         at_end_period_end = (await client.get_enrollment(at_end)).periods[0].end
         await env.sleep(timedelta(days=2))
         now = await env.get_current_time()
@@ -183,9 +193,15 @@ async def test_terminate_default_at_period_end_and_immediately(time_skipping_env
         assert view.status is EnrollmentStatus.TERMINATED and view.expires == end
         assert await client.is_valid_for_activation(default, end - timedelta(seconds=1))
         assert not await client.is_valid_for_activation(default, end)
+        assert [order.status for order in view.orders] == [OrderStatus.PENDING], "the period is served: still due"
         view = await client.terminate(immediate, immediately=True)
         assert view.expires is not None and abs((view.expires - now).total_seconds()) < 5
         assert not await client.is_valid_for_activation(immediate, await env.get_current_time())
+        # Cut short: its unpaid order is rejected (nothing left to collect); a paid one stays paid.
+        assert [order.status for order in view.orders] == [OrderStatus.REJECTED]
+        assert [order.status for order in (await _stored(database_url, immediate))[1]] == [OrderStatus.REJECTED]
+        view = await client.terminate(paid_immediate, immediately=True)
+        assert [order.status for order in view.orders] == [OrderStatus.CONFIRMED]
         await client.terminate(at_end, at_period_end=True)
         await env.sleep(at_end_period_end - await env.get_current_time() + timedelta(days=40))
         view = await client.get_enrollment(at_end)
@@ -375,10 +391,20 @@ async def test_orders_older_than_the_carried_history_are_checked_in_the_database
         enrollment_id = await client.create_enrollment(product_id="p", user_id="u")
         other = await client.create_enrollment(product_id="p", user_id="v")
         await env.sleep(timedelta(days=KEPT_PERIODS + 26, hours=1))
-        _, orders = await _stored(database_url, enrollment_id)
+        stored, orders = await _stored(database_url, enrollment_id)
         view = await client.get_enrollment(enrollment_id)
         oldest = orders[0]
         assert view.history_trimmed and oldest.id not in {order.id for order in view.orders}
+
+        # Access in a period the workflow no longer carries: the workflow cannot see it, the database can.
+        assert stored is not None
+        moment = stored.periods[0].start + timedelta(hours=1)
+        handle = env.client.get_workflow_handle(workflow_id_for(enrollment_id))
+        assert view.period_at(moment) is None
+        assert await handle.query(MessageName.ACCESS_QUERY, moment, result_type=bool) is False
+        assert await client.is_valid_for_activation(enrollment_id, moment)
+        assert await client.is_valid_for_activation(view.number or "", moment), "by number too"
+        assert not await client.is_valid_for_activation(enrollment_id, stored.periods[0].start - timedelta(hours=1))
 
         await client.order_status_changed(oldest.id, OrderStatus.CONFIRMED)
         await client.order_status_changed(oldest.id, OrderStatus.FULFILLED)
@@ -388,7 +414,6 @@ async def test_orders_older_than_the_carried_history_are_checked_in_the_database
         with pytest.raises(EnrollmentCommandRejected, match=rf"is not an order of enrollment '{enrollment_id}'"):
             await client.order_status_changed(foreign[0].id, OrderStatus.CONFIRMED, enrollment_id=enrollment_id)
         # A signal that cannot be applied is logged and ignored: the enrollment goes on.
-        handle = env.client.get_workflow_handle(workflow_id_for(enrollment_id))
         await handle.signal(MessageName.ORDER_STATUS_SIGNAL, {"order_id": foreign[0].id, "status": "REJECTED"})
         await env.sleep(timedelta(days=2))
         after = await client.get_enrollment(enrollment_id)

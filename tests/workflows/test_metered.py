@@ -105,7 +105,7 @@ async def test_usage_is_refused_where_it_can_never_be_billed(store: Store) -> No
     assert await record("m-1", 2, "in-period", T0 + timedelta(hours=2), now=NOW) is True
     assert await record("m-1", 0, "zero", T0 + timedelta(hours=3), now=NOW) is True
     assert await record("m-1", 5, "next-period", T0 + DAY + timedelta(hours=1), now=NOW) is True
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(ValueError, match=r"from 0 to 9223372036854775807 \(2\^63 - 1\)"):
         await record("m-1", -1, "negative", T0, now=NOW)
     with pytest.raises(ValueError, match="at must be timezone-aware"):
         await record("m-1", 1, "naive", T0.replace(tzinfo=None), now=NOW)
@@ -317,23 +317,30 @@ async def test_usage_record_command(store: Store, database_url: str) -> None:
 
     at = "--at=2031-03-01T05:00:00+02:00"
     result = await asyncio.to_thread(run, "m-1", "--units", "3", "--key", "k1", at, "--json")
+    stored = {"enrollment_id": "m-1", "key": "k1", "units": 3, "at": "2031-03-01T03:00:00Z"}
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {
-        "enrollment_id": "m-1",
-        "key": "k1",
-        "units": 3,
-        "at": "2031-03-01T03:00:00Z",
-        "recorded": True,
-    }
+    assert json.loads(result.stdout) == {**stored, "recorded": True}
     result = await asyncio.to_thread(run, "m-1", "--units", "3", "--key", "k1", at)
     assert result.exit_code == 0 and "duplicate" in result.output
+    # A repeat reports the record as stored: its time, not the repeat's; the enrollment's number works too.
+    enrolled = await store.enrollments.get("m-1")
+    assert enrolled is not None and enrolled.number is not None
+    later = "--at=2031-03-01T09:00:00Z"
+    repeat = await asyncio.to_thread(run, enrolled.number, "--units", "3", "--key", "k1", later, "--json")
+    assert repeat.exit_code == 0, repeat.output
+    assert json.loads(repeat.stdout) == {**stored, "recorded": False}
     cases = [
         (["m-1", "--units", "4", "--key", "k1", at], 1, "was recorded with 3 units, not 4"),
         (["nope", "--units", "1", "--key", "k2", at], 1, "enrollment 'nope' not found"),
         (["m-1", "--units", "1", "--key", "k3", "--at", "2031-02-01T00:00:00Z"], 1, "is refused: "),
         (["m-1", "--units", "1", "--key", "k4", "--at", "2031-03-01T05:00:00"], 2, "has no UTC offset"),
-        (["m-1", "--units", "-1", "--key", "k5", at], 2, "--units': Input should be greater than or equal to 0"),
+        (["m-1", "--units", "-1", "--key", "k5", at], 2, "--units': must be at least 0"),
         (["m-1", "--units", "1", "--key", " ", at], 2, "--key: must not be empty"),
+        (
+            ["m-1", "--units", "99999999999999999999", "--key", "k6", at],
+            2,
+            "usage units must be an integer from 0 to 9223372036854775807 (2^63 - 1)",
+        ),
     ]
     for args, exit_code, message in cases:
         result = await asyncio.to_thread(run, *args)

@@ -1,7 +1,8 @@
 """GenerateEnrollmentOrders on the time-skipping server with the real worker, activities and databases.
 
-It restarts enrollment workflows that are not running (lost, or never started for rows that exist only in
-the database) and catches them up, reports per-enrollment failures in exactly the reference's shape,
+It starts enrollment workflows that never ran (rows that exist only in the database) and catches them up,
+records the termination of a workflow an operator terminated in Temporal instead of restarting it, reports
+per-enrollment failures in exactly the reference's shape,
 continues as new carrying its cursor and errors, and never makes a second order for a period, even when
 runs overlap.
 """
@@ -19,13 +20,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from typer.testing import CliRunner
 
-from activities.generator_activities import enrollment_workflow_input
+from activities.checkup import describe_workflow
+from activities.checkup import workflow_input as enrollment_workflow_input
 from activities.persistence import Store, create_engine, session_factory
 from adapters.domain import (
     BillingInterval,
@@ -106,14 +106,8 @@ def _remove_product_behind_the_foreign_key(database_url: str, product_id: str) -
         connection.execute("DELETE FROM products WHERE id = ?", (product_id,))
 
 
-async def _status(client: Client, enrollment_id: str) -> WorkflowExecutionStatus:
-    # The raw call: the time-skipping server's datetime search attributes trip describe()'s decoding.
-    response = await client.workflow_service.describe_workflow_execution(
-        DescribeWorkflowExecutionRequest(
-            namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id_for(enrollment_id))
-        )
-    )
-    return WorkflowExecutionStatus(response.workflow_execution_info.status)
+async def _status(client: Client, enrollment_id: str) -> WorkflowExecutionStatus | None:
+    return (await describe_workflow(client, enrollment_id)).status
 
 
 async def _runs(client: Client, workflow_id: str, first_run_id: str) -> list[Any]:
@@ -159,8 +153,8 @@ async def test_generator_restarts_catches_up_reports_failures_and_continues_as_n
         scheduled = await client.create_enrollment(product_id="daily", user_id="later", start=now + timedelta(days=30))
         ended = await client.create_enrollment(product_id="daily", user_id="ended")
         await client.terminate(ended, immediately=True)
-        lost = await client.create_enrollment(product_id="daily", user_id="lost")
-        await env.client.get_workflow_handle(workflow_id_for(lost)).terminate(reason="test: the workflow was lost")
+        killed = await client.create_enrollment(product_id="daily", user_id="killed")
+        await env.client.get_workflow_handle(workflow_id_for(killed)).terminate(reason="an operator's decision")
         await client.create_enrollment(product_id="gone", user_id="u", enrollment_id="e-gone")
         await client.create_enrollment(product_id="turns-simple", user_id="u", enrollment_id="e-simple")
 
@@ -208,20 +202,23 @@ async def test_generator_restarts_catches_up_reports_failures_and_continues_as_n
         completed = runs[-1].events[-1].workflow_execution_completed_event_attributes
         assert json.loads(completed.result.payloads[0].data) == result.model_dump(mode="json")
 
-        # The migrated row got its workflow and caught up; the lost workflow runs again.
+        # The migrated row got its workflow and caught up.
         migrated = await client.get_enrollment("migrated")
         assert migrated.status is EnrollmentStatus.ACTIVE and len(migrated.periods) == 3
         assert migrated.periods[-1].start <= await env.get_current_time() < migrated.periods[-1].end
-        for enrollment_id in ("migrated", lost):
-            assert await _status(env.client, enrollment_id) is WorkflowExecutionStatus.RUNNING
-        assert len((await client.get_enrollment(lost)).periods) == 1
+        assert await _status(env.client, "migrated") is WorkflowExecutionStatus.RUNNING
+        # The workflow an operator terminated in Temporal stays terminated; the database now says so too.
+        assert await _status(env.client, killed) is WorkflowExecutionStatus.TERMINATED
+        stored = await _store_call(database_url, lambda store: store.enrollments.get(killed))
+        assert stored.status is EnrollmentStatus.TERMINATED and stored.expires is not None
+        assert stored.log[-1].info == "terminated in Temporal (Terminate: an operator's decision)"
         # Not paged: the scheduled (INITIAL) and the terminated enrollments are left alone.
         assert (await client.get_enrollment(scheduled)).status is EnrollmentStatus.INITIAL
         assert await _status(env.client, ended) is WorkflowExecutionStatus.COMPLETED
 
         # Overlapping runs a day later while the enrollments advance on their own: one order per period.
         await env.sleep(timedelta(days=1, minutes=1))
-        billed = [*running, lost, "migrated"]
+        billed = [*running, "migrated"]
         first, second = await asyncio.gather(
             *(
                 env.client.execute_workflow(

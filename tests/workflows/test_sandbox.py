@@ -10,14 +10,14 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from starter.runtime.worker import WORKFLOWS, sandbox_runner
+from starter.runtime.worker import DELIVERY_WORKFLOWS, WORKFLOWS, sandbox_runner
 
 IO_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic", "activities", "starter")
 
 
 def test_workflow_modules_import_no_io_code() -> None:
     probe = (
-        "import sys, workflows.enrollment, workflows.transitions, workflows.details;"
+        "import sys, workflows.enrollment, workflows.transitions, workflows.details, workflows.webhook_delivery;"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({IO_MODULES!r})))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -26,10 +26,9 @@ def test_workflow_modules_import_no_io_code() -> None:
 
 async def test_worker_validates_the_project_workflows(time_skipping_env) -> None:
     client: Client = time_skipping_env.client
-    worker = Worker(
-        client, task_queue=f"q-{uuid.uuid4().hex[:6]}", workflows=list(WORKFLOWS), workflow_runner=sandbox_runner()
-    )
-    assert list(worker.config()["workflows"]) == list(WORKFLOWS)  # validated while constructing
+    every = [*WORKFLOWS, *DELIVERY_WORKFLOWS]
+    worker = Worker(client, task_queue=f"q-{uuid.uuid4().hex[:6]}", workflows=every, workflow_runner=sandbox_runner())
+    assert list(worker.config()["workflows"]) == every  # validated while constructing
     async with worker:
         pass
 

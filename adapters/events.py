@@ -1,0 +1,177 @@
+"""The engine's events: what happened to an enrollment, as services receive it (pull API and webhooks).
+
+An event is ``{"id", "type", "enrollment_id", "sequence", "occurred_at", "data"}``. Its id is a UUID derived
+from the business key of the change (:func:`event_id_for`), so a retried write names the same event; its
+sequence counts the enrollment's events from 1 without gaps; ``occurred_at`` is the business time. Each
+type's ``data`` is one model below; ``docs/events.md`` shows their JSON schemas (a test keeps it current).
+Pure pydantic, sandbox-safe.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from adapters.domain import (
+    DomainModel,
+    EnrollmentStatus,
+    OrderPosition,
+    OrderStatus,
+    PauseReason,
+    UtcDatetime,
+    isoformat_utc,
+)
+
+
+class EventType(StrEnum):
+    ENROLLMENT_CREATED = "enrollment.created"
+    ENROLLMENT_ACTIVATED = "enrollment.activated"
+    ENROLLMENT_STATUS_CHANGED = "enrollment.status_changed"
+    ENROLLMENT_PERIOD_STARTED = "enrollment.period_started"
+    ORDER_CREATED = "order.created"
+    ORDER_STATUS_CHANGED = "order.status_changed"
+    USAGE_BILLED = "usage.billed"
+
+
+class EventData(DomainModel):
+    """Base of every event's data: fields named as in JSON (from is from_ in Python). Later versions may add
+    fields: reading ignores the ones it does not know."""
+
+    model_config = ConfigDict(extra="ignore", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+
+class EnrollmentCreated(EventData):
+    """A new enrollment was stored (INITIAL, or ACTIVE when it starts at once)."""
+
+    number: str
+    user_id: str
+    product_id: str
+    quantity: int
+    status: EnrollmentStatus
+    anchor: UtcDatetime = Field(description="where its schedule starts")
+    timezone: str
+    origin_order_id: str | None = Field(default=None, description="the checkout order that created it")
+
+
+class EnrollmentActivated(EventData):
+    """The enrollment became ACTIVE for the first time: at creation, at its scheduled start or by activate."""
+
+    anchor: UtcDatetime = Field(description="where its schedule starts")
+    reason: str
+
+
+class EnrollmentStatusChanged(EventData):
+    """A status change with its reason; the enrollment's expiry after it."""
+
+    from_: EnrollmentStatus = Field(alias="from")
+    to: EnrollmentStatus
+    reason: str
+    pause_reason: PauseReason | None = None
+    expires: UtcDatetime | None = None
+
+
+class PeriodStarted(EventData):
+    """A period was stored, with the order that bills it in advance (None: a trial, or billed in arrears)."""
+
+    start: UtcDatetime
+    end: UtcDatetime
+    is_trial: bool
+    order_id: str | None = None
+
+
+class EventPeriod(EventData):
+    """A billing period: from start (included) to end (excluded)."""
+
+    start: UtcDatetime
+    end: UtcDatetime
+
+
+class OrderCreated(EventData):
+    """An order the engine generated for a period."""
+
+    id: str
+    number: str
+    status: OrderStatus
+    period: EventPeriod
+    positions: list[OrderPosition]
+    context: dict[str, Any]
+
+
+class OrderStatusChanged(EventData):
+    """An order of the enrollment changed status (paid, fulfilled, rejected)."""
+
+    id: str
+    number: str
+    from_: OrderStatus = Field(alias="from")
+    to: OrderStatus
+
+
+class UsageBilled(EventData):
+    """A period billed in arrears was closed: the units used in it and their order (None: nothing used)."""
+
+    period: EventPeriod
+    units: int = Field(ge=0)
+    order_id: str | None = None
+
+
+EVENT_DATA: dict[EventType, type[EventData]] = {
+    EventType.ENROLLMENT_CREATED: EnrollmentCreated,
+    EventType.ENROLLMENT_ACTIVATED: EnrollmentActivated,
+    EventType.ENROLLMENT_STATUS_CHANGED: EnrollmentStatusChanged,
+    EventType.ENROLLMENT_PERIOD_STARTED: PeriodStarted,
+    EventType.ORDER_CREATED: OrderCreated,
+    EventType.ORDER_STATUS_CHANGED: OrderStatusChanged,
+    EventType.USAGE_BILLED: UsageBilled,
+}
+"""The ``data`` model of each event type."""
+
+
+class Event(DomainModel):
+    """One event as services receive it: the webhook body and an item of the pull API."""
+
+    id: str
+    type: str = Field(description="an EventType; receivers should ignore types they do not know")
+    enrollment_id: str
+    sequence: int = Field(ge=1, description="the enrollment's events counted from 1, without gaps")
+    occurred_at: UtcDatetime = Field(description="business time: the period start, when a command took effect")
+    data: dict[str, Any]
+
+    def typed_data(self) -> EventData:
+        """``data`` as its type's model; ``ValueError`` for a type this version does not know."""
+        try:
+            model = EVENT_DATA[EventType(self.type)]
+        except ValueError:
+            raise ValueError(f"unknown event type {self.type!r}") from None
+        return model.model_validate(self.data)
+
+
+class EventPage(DomainModel):
+    """Events oldest first and the cursor to pass as ``after`` for the next ones (the same when none are new)."""
+
+    events: list[Event]
+    next_cursor: str | None
+
+
+_EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:durable-enrollments:event")
+
+
+def event_id_for(enrollment_id: str, event_type: EventType, key: str) -> str:
+    """The id of the ``event_type`` event of ``enrollment_id`` keyed by ``key`` (a period start, an order id…).
+
+    Every attempt to record the same change names the same event.
+    """
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{enrollment_id}|{event_type.value}|{key}"))
+
+
+def time_key(value: datetime) -> str:
+    """A moment as an event key (``2031-01-31T00:00:00Z``)."""
+    return isoformat_utc(value)
+
+
+def event_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON schema of each type's ``data``, by type name (``docs/events.md`` shows them)."""
+    return {event_type.value: model.model_json_schema(by_alias=True) for event_type, model in EVENT_DATA.items()}
