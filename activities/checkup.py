@@ -123,14 +123,19 @@ async def describe_workflow(client: Client, enrollment_id: str) -> WorkflowState
     )
 
 
-def workflow_input(enrollment: Enrollment) -> dict[str, Any]:
+def workflow_input(enrollment: Enrollment, *, next_period_attribute: bool = False) -> dict[str, Any]:
     """The input of ``EnrollmentWorkflow`` that rebuilds ``enrollment``'s workflow from the store.
 
     Built by its field names (activities do not import workflow code); a test checks that it validates as
     ``EnrollmentWorkflowInput``.
     """
     terms = EnrollmentTerms.model_validate(enrollment.model_dump(include=set(EnrollmentTerms.model_fields)))
-    return {"enrollment_id": enrollment.id, "terms": terms, "start": enrollment.anchor}
+    return {
+        "enrollment_id": enrollment.id,
+        "terms": terms,
+        "start": enrollment.anchor,
+        "next_period_attribute": next_period_attribute,
+    }
 
 
 def label(enrollment: Enrollment) -> str:
@@ -145,6 +150,8 @@ class Checkup:
     client: Client
     store: Store
     task_queue: str
+    next_period_attribute: bool = False
+    """Whether workflows it rebuilds keep EnrollmentNextPeriodAt current (``ENROLLMENTS_NEXT_PERIOD_ATTRIBUTE``)."""
 
     async def examine(self, enrollment: Enrollment, *, repair: bool, query: bool) -> list[Finding]:
         """What is wrong with ``enrollment``'s workflow; with ``repair``, what can be is repaired.
@@ -197,7 +204,7 @@ class Checkup:
         """Start the enrollment's workflow from the store and wait until it has registered."""
         handle = await self.client.start_workflow(
             ENROLLMENT_WORKFLOW_TYPE,
-            workflow_input(enrollment),
+            workflow_input(enrollment, next_period_attribute=self.next_period_attribute),
             id=workflow_id_for(enrollment.id),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -108,8 +108,10 @@ class EnrollmentActivities:
         assert product is not None
         return product
 
-    async def _enrollment(self, enrollment_id: str) -> Enrollment:
-        enrollment = await self.store.enrollments.get(enrollment_id)
+    async def _enrollment(self, enrollment_id: str, *, recent: bool = False) -> Enrollment:
+        """The enrollment: in full, or ``recent`` (what a period's work needs, in bounded time)."""
+        enrollments = self.store.enrollments
+        enrollment = await (enrollments.get_recent(enrollment_id) if recent else enrollments.get(enrollment_id))
         if enrollment is None:
             raise non_retryable(ErrorType.ENROLLMENT_NOT_FOUND, f"enrollment {enrollment_id!r} does not exist")
         return enrollment
@@ -153,7 +155,12 @@ class EnrollmentActivities:
             raise non_retryable(ErrorType.NO_ADAPTER, f"product {product.id!r}: {error}") from None
         if not await self.store.enrollments.exists(request.enrollment_id):
             problem = start_problem(
-                plan, request.anchor, request.terms.timezone, request.now, backdate=request.backdate
+                plan,
+                request.anchor,
+                request.terms.timezone,
+                request.now,
+                backdate=request.backdate,
+                activate_on_payment=request.terms.activate_on_payment,
             )
             if problem is not None:
                 raise non_retryable(ErrorType.INVALID_START, problem)
@@ -164,8 +171,12 @@ class EnrollmentActivities:
                 anchor=request.anchor,
                 adapter_key=adapter.key,
                 now=request.now,
-                # Due now: active at once; a future start keeps it INITIAL until then.
-                status=EnrollmentStatus.ACTIVE if request.anchor <= request.now else EnrollmentStatus.INITIAL,
+                # Due now: active at once; a future start, or one that waits for payment, keeps it INITIAL.
+                status=(
+                    EnrollmentStatus.ACTIVE
+                    if request.anchor <= request.now and not request.terms.activate_on_payment
+                    else EnrollmentStatus.INITIAL
+                ),
             )
         except EnrollmentConflict as error:
             raise non_retryable(ErrorType.ENROLLMENT_CONFLICT, str(error)) from None
@@ -183,7 +194,7 @@ class EnrollmentActivities:
         says so. A period that can never be made (the schedule leaves the calendar, an order the domain
         refuses) is a non-retryable ``InvalidSchedule``: the workflow shows that it needs attention.
         """
-        enrollment = await self._enrollment(request.enrollment_id)
+        enrollment = await self._enrollment(request.enrollment_id, recent=True)
         if enrollment.status is EnrollmentStatus.TERMINATED and request.status not in (None, enrollment.status):
             return AdvanceResult(
                 periods=[],
@@ -230,7 +241,7 @@ class EnrollmentActivities:
         created = 0
         written: dict[str, Order] = {}  # the orders add_period returns: not read back from the database
         while request.create_periods and next_window is not None and next_window.start <= request.now:
-            if created >= MAX_PERIODS_PER_ADVANCE:
+            if created >= MAX_PERIODS_PER_ADVANCE or (request.first_period_only and enrollment.periods):
                 break
             # In arrears, a period's order is made by the billing pass below once the period has ended.
             wants_order = not (next_window.is_trial or in_arrears)

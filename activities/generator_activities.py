@@ -1,7 +1,8 @@
 """The order generator's activity: a page of enrollments, each one's workflow examined, repaired and caught up.
 
-For every ACTIVE or PAUSED enrollment of the page (keyset paging by id, so memory stays bounded however
-many enrollments there are) it
+A page holds the open enrollments that are due — their stored next wake-up is at or before the pass's
+cutoff, so their workflow should be advancing now or is late — or, for a full pass, every open one (keyset
+paging by id, so memory stays bounded however many there are). For each it
 
 1. checks what the enrollment's workflow needs to go on: its product exists, is a PLAN_PRODUCT with a
    valid plan, and its adapter is known. An enrollment failing these is reported (``ProductNotFound``,
@@ -39,7 +40,7 @@ from adapters.lifecycle import (
 )
 from adapters.rules import plan_product_problem
 
-PAGED_STATUSES = (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)
+PAGED_STATUSES = (EnrollmentStatus.INITIAL, EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)
 
 
 class EnrollmentProblem(Exception):
@@ -58,10 +59,18 @@ REPAIRED_QUIETLY = (Problem.CLOSED_IN_TEMPORAL, Problem.MISSING)
 class GeneratorActivities:
     """The generator's activities, bound to a store, the worker's director and a Temporal client."""
 
-    def __init__(self, store: Store, director: EnrollmentDirector, client: Client, *, task_queue: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        director: EnrollmentDirector,
+        client: Client,
+        *,
+        task_queue: str,
+        next_period_attribute: bool = False,
+    ) -> None:
         self.store = store
         self.director = director
-        self.checkup = Checkup(client, store, task_queue)
+        self.checkup = Checkup(client, store, task_queue, next_period_attribute)
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.process_enrollment_page]
@@ -69,7 +78,9 @@ class GeneratorActivities:
     @activity.defn(name=ActivityName.PROCESS_ENROLLMENT_PAGE)
     async def process_enrollment_page(self, request: EnrollmentPageRequest) -> EnrollmentPageResult:
         """Make sure each enrollment of the page has its workflow running and caught up; collect failures."""
-        page = await self.store.enrollments.page(PAGED_STATUSES, after_id=request.after_id, limit=request.limit)
+        page = await self.store.enrollments.page(
+            PAGED_STATUSES, after_id=request.after_id, limit=request.limit, due_by=request.due_by
+        )
         products: dict[str, Product | None] = {}
         for product_id in {enrollment.product_id for enrollment in page}:
             products[product_id] = await self.store.products.get(product_id)

@@ -423,6 +423,10 @@ class EnrollmentTerms(DomainModel):
     delivery: ProviderRef | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     origin_order_id: str | None = Field(default=None, description="checkout order that created it")
+    activate_on_payment: bool = Field(
+        default=False,
+        description="stays INITIAL, its first period and order made, until that order is paid (or it is activated)",
+    )
 
 
 class Enrollment(EnrollmentTerms):

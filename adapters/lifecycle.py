@@ -45,6 +45,12 @@ GENERATOR_WORKFLOW_TYPE = "GenerateEnrollmentOrders"
 """Workflow type name of the order generator: start it by this name from the CLI, a schedule or the Web UI."""
 
 
+def generator_task_queue(task_queue: str) -> str:
+    """The order generator's own task queue beside an enrollment task queue: a pass never takes the slots
+    (workflow tasks, activities) the enrollments' renewals need."""
+    return f"{task_queue}-generator"
+
+
 def workflow_id_for(enrollment_id: str) -> str:
     """The id of an enrollment's workflow: ``enrollment-<enrollment id>``."""
     return f"{WORKFLOW_ID_PREFIX}{enrollment_id}"
@@ -149,6 +155,9 @@ class AdvanceRequest(DomainModel):
     enrollment_id: str
     now: UtcDatetime
     create_periods: bool
+    first_period_only: bool = Field(
+        default=False, description="make the first period only (an enrollment that waits for its first payment)"
+    )
     known_through: UtcDatetime | None = Field(
         default=None, description="start of the latest period the workflow knows; newer ones are returned"
     )
@@ -341,11 +350,14 @@ class GeneratorLogEntry(DomainModel):
 
 
 class EnrollmentPageRequest(DomainModel):
-    """Process the next page of ACTIVE and PAUSED enrollments: those with id > ``after_id``, by id."""
+    """Process the next page of open enrollments: those with id > ``after_id``, by id."""
 
     after_id: str | None = None
     limit: int = Field(ge=1, le=1_000)
     concurrency: int = Field(ge=1, le=200)
+    due_by: UtcDatetime | None = Field(
+        default=None, description="only enrollments whose stored next wake-up is at or before this (None: all)"
+    )
 
 
 class EnrollmentPageResult(DomainModel):

@@ -8,6 +8,7 @@ on what the rule is. Each returns None when the rule is met, else the reason, ph
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from pydantic import ValidationError
 
@@ -68,12 +69,15 @@ def next_wake_up(
 ) -> datetime | None:
     """When an enrollment's workflow next acts on its own; None when nothing will happen without a command.
 
-    The earliest of: the start of an INITIAL enrollment, a pause or termination scheduled at period end, the
+    For an INITIAL enrollment: its start, or, once it waits for its first order to be paid, that period's
+    end. For the others, the earliest of: a pause or termination scheduled at period end, the
     next period (when it gets periods), the payment deadline, and the end of a period billed in arrears. An
     enrollment in need of attention waits for a command instead of its boundaries: they are what failed.
     """
     status = enrollment.status
-    moments = [enrollment.anchor] if status is EnrollmentStatus.INITIAL else []
+    if status is EnrollmentStatus.INITIAL:  # its start, or when the time to pay its first order ends
+        return enrollment.periods[0].end if enrollment.periods else enrollment.anchor
+    moments = []
     if scheduled is not None:
         moments.append(scheduled.at)
     if not needs_attention:
@@ -84,6 +88,33 @@ def next_wake_up(
         if billing_due is not None:
             moments.append(billing_due)
     return min(moments) if moments else None
+
+
+class FirstPayment(StrEnum):
+    """Where an enrollment activated on payment stands with its first order (see :func:`first_payment`)."""
+
+    MAKE_PERIOD = "make_period"
+    WAITING = "waiting"
+    PAID = "paid"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+def first_payment(enrollment: Enrollment, at: datetime) -> FirstPayment:
+    """Where an INITIAL enrollment activated on payment stands at ``at``.
+
+    Its first period (and order) is made at its start; paid, it becomes ACTIVE in that period (a first period
+    without an order, a trial or usage billed in arrears, counts as paid: nothing is due up front). A rejected
+    order, or one still unpaid when its period ends, ends the enrollment: it never started.
+    """
+    if not enrollment.periods:
+        return FirstPayment.MAKE_PERIOD
+    first = enrollment.periods[0]
+    if first.order_id is None or (first.order_status is not None and first.order_status.is_paid):
+        return FirstPayment.PAID
+    if first.order_status is OrderStatus.REJECTED:
+        return FirstPayment.REJECTED
+    return FirstPayment.EXPIRED if at >= first.end else FirstPayment.WAITING
 
 
 def order_voided_by_termination(enrollment: Enrollment, orders: list[Order], at: datetime) -> Order | None:
@@ -103,12 +134,21 @@ def order_voided_by_termination(enrollment: Enrollment, orders: list[Order], at:
     return order if order is not None and order.status is OrderStatus.PENDING else None
 
 
-def start_problem(plan: ProductPlan, start: datetime, timezone: str, now: datetime, *, backdate: bool) -> str | None:
+def start_problem(
+    plan: ProductPlan,
+    start: datetime,
+    timezone: str,
+    now: datetime,
+    *,
+    backdate: bool,
+    activate_on_payment: bool = False,
+) -> str | None:
     """Why an enrollment on ``plan`` cannot start at ``start`` (seen at ``now``), or None when it can.
 
     A start in the first period of its schedule or ahead of ``now`` is plain; one more than a period in the
     past must be asked for (``backdate``) and may catch up on at most :data:`MAX_BACKDATED_PERIODS` periods,
-    each with its order. A start more than :data:`MAX_START_AHEAD` ahead, or one whose schedule leaves the
+    each with its order; an enrollment activated on payment cannot be backdated (its first period must still
+    be open to be paid). A start more than :data:`MAX_START_AHEAD` ahead, or one whose schedule leaves the
     calendar (years 1 to 9999), is refused: those are typing errors, not plans.
     """
     when = isoformat_utc(start)
@@ -118,12 +158,17 @@ def start_problem(plan: ProductPlan, start: datetime, timezone: str, now: dateti
         schedule = Schedule(plan=plan, anchor=start, timezone=timezone)
         schedule.periods(2)
         behind = schedule.index_of_period_containing(now) if start <= now else 0
-    except CalendarRangeError as error:
-        return f"start {when} in {timezone} is outside the supported calendar: {error}"
+    except CalendarRangeError:
+        return f"start {when} in {timezone} is outside the supported calendar (years 1 to 9999)"
     if behind >= MAX_BACKDATED_PERIODS:
         return (
             f"start {when} is {behind} periods in the past; at most {MAX_BACKDATED_PERIODS} periods are caught up "
             "on (check the year, or start it later)"
+        )
+    if behind >= 1 and activate_on_payment:
+        return (
+            f"start {when} is {behind} periods in the past: an enrollment activated on payment starts in a period "
+            "still open, to be paid"
         )
     if behind >= 1 and not backdate:
         return (

@@ -81,6 +81,7 @@ async def run(mode: str, scale_sizes: tuple[int, ...] | None = None) -> dict[str
     _progress(f"{mode}: renewal throughput and cost ({sizes.renewal_enrollments} × {sizes.renewal_periods} periods)")
     async with postgres_database() as url, time_skipping_server() as env:
         results.update(await scenarios.renewal_throughput(env, url, sizes.renewal_enrollments, sizes.renewal_periods))
+        results.update(await scenarios.period_cost(env, url, enrollments=2))
     if sizes.scale_sizes:  # a server and database of their own, so their memory is the scale's alone
         _progress(f"{mode}: query latency and scale ({', '.join(map(str, sizes.scale_sizes))} open enrollments)")
         async with postgres_database() as url, dev_server() as env:

@@ -70,21 +70,27 @@ async def run_histories(client: Client, workflow_id: str) -> list[WorkflowHistor
         run_id = previous
 
 
-def _periods_in(payload_data: bytes) -> int:
-    document: dict[str, Any] = json.loads(payload_data)
-    state = document.get("state") or {}
-    enrollment = state.get("enrollment") or {}
-    return len(enrollment.get("periods") or [])
-
-
 def periods_of(history: WorkflowHistory) -> int:
-    """Periods a completed run created: periods in its continue-as-new state minus those it started with."""
-    first, last = history.events[0], history.events[-1]
+    """Periods a completed run created: the periods the results of its ``advance`` local activities returned.
+
+    A local activity's result is recorded in its marker (``details["result"]``); the run's state cannot tell,
+    since it carries only the latest periods.
+    """
+    last = history.events[-1]
     if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
         raise ValueError("only runs that continued as new have a known period count")
-    started = first.workflow_execution_started_event_attributes.input.payloads
-    continued = last.workflow_execution_continued_as_new_event_attributes.input.payloads
-    return _periods_in(continued[0].data) - (_periods_in(started[0].data) if started else 0)
+    created = 0
+    for event in history.events:
+        if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+            continue
+        details = event.marker_recorded_event_attributes.details
+        if "result" not in details:
+            continue
+        for payload in details["result"].payloads:
+            result: Any = json.loads(payload.data)
+            if isinstance(result, dict) and isinstance(result.get("periods"), list):
+                created += len(result["periods"])
+    return created
 
 
 def steady_state_cost(histories_per_workflow: list[list[WorkflowHistory]]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from adapters.domain import (
     PeriodWindow,
     ProductPlan,
 )
-from adapters.lifecycle import GENERATOR_WORKFLOW_TYPE, workflow_id_for
+from adapters.lifecycle import GENERATOR_WORKFLOW_TYPE, generator_task_queue, workflow_id_for
 from bench.baseline import BASELINE_WORKFLOWS, COUNT_QUERY, NoopUpdateWorkflow, NoopWorkflow, TimerLoopWorkflow
 from bench.baseline import noop_activity as noop
 from bench.cost import run_histories, steady_state_cost
@@ -47,6 +47,7 @@ from bench.harness import (
 )
 from starter.client import EnrollmentsClient
 from starter.runtime.worker import build_worker
+from workflows.enrollment_state import DEFAULT_PERIODS_PER_RUN
 
 MONTHLY = ProductPlan(billing_interval=BillingInterval.MONTHS)
 MINUTELY = ProductPlan(billing_interval=BillingInterval.MINUTES)
@@ -160,7 +161,7 @@ async def renewal_throughput(
 ) -> dict[str, Any]:
     """Periods advanced per second on the time-skipping server: ``enrollments`` enrollments on a 1-minute plan
     (real activities, PostgreSQL) vs as many bare loops of a no-op local activity and a 1-minute timer, each
-    side skipping ``periods`` minutes. Also returns the steady-state cost per period from the histories."""
+    side skipping ``periods`` minutes."""
     await add_product(database_url, PRODUCT, MINUTELY)
     queue, base_queue = _queue("renew"), _queue("renew-base")
     resources = build_worker(env.client, database_url=database_url, task_queue=queue, director=_director())
@@ -171,7 +172,6 @@ async def renewal_throughput(
             before = await _total_periods(client, ids)
             ours_seconds = await timed(functools.partial(_skip, env, periods))
             ours_periods = await _total_periods(client, ids) - before
-            histories = [await run_histories(env.client, workflow_id_for(i)) for i in ids]
             await asyncio.gather(*(env.client.get_workflow_handle(workflow_id_for(i)).terminate() for i in ids))
     finally:
         await resources.close()
@@ -208,8 +208,25 @@ async def renewal_throughput(
             "per_second": {"ours": round(ours_rate, 2), "baseline": round(base_rate, 2)},
             "renewal_ratio": ratio(ours_rate, base_rate),
         },
-        "cost": steady_state_cost(histories),
     }
+
+
+async def period_cost(env: WorkflowEnvironment, database_url: str, enrollments: int) -> dict[str, Any]:
+    """History events and billable actions per period, from the steady-state runs of ``enrollments``
+    enrollments on a 1-minute plan that run long enough to continue as new twice."""
+    await add_product(database_url, PRODUCT, MINUTELY)
+    queue = _queue("cost")
+    resources = build_worker(env.client, database_url=database_url, task_queue=queue, director=_director())
+    client = EnrollmentsClient(env.client, task_queue=queue)
+    try:
+        async with resources.worker:
+            ids = await _create(client, enrollments, enrollments)
+            await _skip(env, 2 * DEFAULT_PERIODS_PER_RUN + 10)
+            histories = [await run_histories(env.client, workflow_id_for(i)) for i in ids]
+            await asyncio.gather(*(env.client.get_workflow_handle(workflow_id_for(i)).terminate() for i in ids))
+    finally:
+        await resources.close()
+    return {"cost": steady_state_cost(histories)}
 
 
 # --- 4 + 5. query latency and scale -------------------------------------------------------------
@@ -248,7 +265,10 @@ async def _wait_until_answering(client: EnrollmentsClient, enrollment_id: str) -
 async def _generator_pass(client: Client, queue: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
     result = await client.execute_workflow(
-        GENERATOR_WORKFLOW_TYPE, id=f"bench-generator-{uuid.uuid4().hex[:8]}", task_queue=queue, result_type=dict
+        GENERATOR_WORKFLOW_TYPE,
+        id=f"bench-generator-{uuid.uuid4().hex[:8]}",
+        task_queue=generator_task_queue(queue),
+        result_type=dict,
     )
     return time.perf_counter() - started, result
 

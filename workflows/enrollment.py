@@ -107,7 +107,12 @@ class EnrollmentWorkflow:
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self.state.commands))
                 if not self.state.commands:
                     self.state.periods_this_run = 0
-                    workflow.continue_as_new(self.input.model_copy(update={"state": carried_over(self.state)}))
+                    # A run from before the attribute was a choice (None) makes it now: off, like new ones.
+                    carried = {
+                        "state": carried_over(self.state),
+                        "next_period_attribute": bool(self.input.next_period_attribute),
+                    }
+                    workflow.continue_as_new(self.input.model_copy(update=carried))
                 continue
             await self._sleep_until_next_boundary()
 
@@ -197,6 +202,10 @@ class EnrollmentWorkflow:
             updates.append(
                 ENROLLMENT_HEALTH.value_set(health) if health is not None else ENROLLMENT_HEALTH.value_unset()
             )
+        # Opt-in: an upsert each period is a billable Temporal action (docs/scaling.md); unset when off. Runs
+        # started before the choice existed (None) keep it current, as they did.
+        if self.input.next_period_attribute is False:
+            next_period = None
         if current.get(ENROLLMENT_NEXT_PERIOD_AT) != next_period:
             updates.append(
                 ENROLLMENT_NEXT_PERIOD_AT.value_set(next_period)

@@ -42,7 +42,13 @@ with workflow.unsafe.imports_passed_through():
         StatusChangeRequest,
         TerminateCommand,
     )
-    from adapters.rules import creates_periods, next_wake_up, order_voided_by_termination
+    from adapters.rules import (
+        FirstPayment,
+        creates_periods,
+        first_payment,
+        next_wake_up,
+        order_voided_by_termination,
+    )
     from workflows import activity_calls
     from workflows.enrollment_state import CommandOutcome, EnrollmentWorkflowState
     from workflows.transitions import rejection
@@ -116,11 +122,14 @@ class EnrollmentMachine:
     async def _reach_boundaries(self, now: datetime, *, before_command: bool) -> None:
         enrollment = self.enrollment
         if enrollment.status is EnrollmentStatus.INITIAL and now >= enrollment.anchor:
-            started = StatusChange(
-                status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=enrollment.anchor, info="started"
-            )
-            await self._change_status(started)
-            self.state.needs_advance = True
+            if enrollment.activate_on_payment:
+                await self._await_first_payment(now, reconcile=not before_command)
+            else:
+                started = StatusChange(
+                    status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=enrollment.anchor, info="started"
+                )
+                await self._change_status(started)
+                self.state.needs_advance = True
         scheduled = self.state.scheduled
         if scheduled is not None and now >= scheduled.at:
             await self._schedule(None)
@@ -128,6 +137,27 @@ class EnrollmentMachine:
             self._store_wake_up()
         if self._advance_due(now):
             await self._advance(now, reconcile=not before_command)
+
+    async def _await_first_payment(self, now: datetime, *, reconcile: bool) -> None:
+        """Make the first period and its order, then start once it is paid, or end when it cannot be."""
+        standing = first_payment(self.enrollment, now)
+        if standing is FirstPayment.MAKE_PERIOD:
+            await self._advance(now, reconcile=reconcile, first_period_only=True)
+            standing = first_payment(self.enrollment, now)
+        if standing is FirstPayment.PAID:
+            change = StatusChange(
+                status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=now, info="started: its first order is paid"
+            )
+            await self._change_status(change)
+            self.state.needs_advance = True
+        elif standing is FirstPayment.REJECTED:
+            await self.terminate(TerminateCommand(reason="its first order was rejected", immediately=True), now)
+        elif standing is FirstPayment.EXPIRED:
+            first = self.enrollment.periods[0]
+            reason = "its first order was not paid by the end of its first period"
+            await self.terminate(TerminateCommand(reason=reason, immediately=True), first.end)
+            if first.order_id is not None:  # its period is over, so the termination did not reject it
+                await self._reject_unpaid(first.order_id, first.end)
 
     async def _apply_scheduled(self, scheduled: ScheduledAction) -> None:
         reason = f": {scheduled.reason}" if scheduled.reason else ""
@@ -169,14 +199,15 @@ class EnrollmentMachine:
     def next_period_boundary(self) -> datetime | None:
         return self.state.next_period_start if self.creates_periods() else None
 
-    async def _advance(self, now: datetime, *, reconcile: bool) -> None:
+    async def _advance(self, now: datetime, *, reconcile: bool, first_period_only: bool = False) -> None:
         enrollment = self.enrollment
         latest = enrollment.latest_period
         result = await activity_calls.advance(
             AdvanceRequest(
                 enrollment_id=enrollment.id,
                 now=now,
-                create_periods=self.creates_periods(),
+                create_periods=self.creates_periods() or first_period_only,
+                first_period_only=first_period_only,
                 known_through=latest.start if latest else None,
                 open_since=next(
                     (period.start for period in enrollment.periods if period.order_id is None and not period.billed_at),
@@ -288,10 +319,15 @@ class EnrollmentMachine:
         self.state.needs_advance = self.enrollment.status is not EnrollmentStatus.TERMINATED
 
     async def _activate(self, body: ActivateCommand, at: datetime) -> None:
-        """Start an INITIAL enrollment now: ACTIVE, anchored at ``at``, its first period created at once."""
+        """Start an INITIAL enrollment now: ACTIVE, anchored at ``at``, its first period created at once.
+
+        One waiting for its first payment has its first period already: it keeps it (and its anchor), and
+        its order stays due.
+        """
         info = f"activated: {body.reason}" if body.reason else "activated"
+        anchor = None if self.enrollment.periods else at
         await self._change_status(
-            StatusChange(status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=at, info=info, anchor=at)
+            StatusChange(status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=at, info=info, anchor=anchor)
         )
         self.state.needs_advance = True
 
@@ -349,10 +385,14 @@ class EnrollmentMachine:
         )
         voided = order_voided_by_termination(self.enrollment, self.state.orders, at)
         if voided is not None and workflow.patched(TERMINATION_VOIDS_ORDER):
-            try:
-                await self._order_status(OrderStatusCommand(order_id=voided.id, status=OrderStatus.REJECTED), at)
-            except CommandRefused as refused:  # paid meanwhile (the database knew first): it stays paid
-                workflow.logger.warning("kept order %s at termination: %s", voided.id, refused.message)
+            await self._reject_unpaid(voided.id, at)
+
+    async def _reject_unpaid(self, order_id: str, at: datetime) -> None:
+        """Reject an order that will not be paid for; one paid meanwhile (the database knew first) stays paid."""
+        try:
+            await self._order_status(OrderStatusCommand(order_id=order_id, status=OrderStatus.REJECTED), at)
+        except CommandRefused as refused:
+            workflow.logger.warning("kept order %s: %s", order_id, refused.message)
 
     async def _order_status(self, body: OrderStatusCommand, at: datetime) -> None:
         enrollment = self.enrollment

@@ -7,7 +7,9 @@ from pydantic import Field
 from adapters.domain import DomainModel, Enrollment, EnrollmentTerms, Identifier, Order, ScheduledAction, UtcDatetime
 from adapters.lifecycle import KEPT_PERIODS, QueuedCommand, recent_history
 
-DEFAULT_PERIODS_PER_RUN = 12
+DEFAULT_PERIODS_PER_RUN = 50
+"""Periods a run makes before it continues as new (sooner when the server suggests it): the history stays a few
+hundred events, and continue-as-new, a billable action, is paid once per 50 periods."""
 
 
 class CommandOutcome(DomainModel):
@@ -49,6 +51,11 @@ class EnrollmentWorkflowInput(DomainModel):
     start: UtcDatetime | None = Field(default=None, description="schedule anchor; None means the start time")
     backdate: bool = Field(default=False, description="a start more than a period in the past is intended")
     periods_per_run: int = Field(default=DEFAULT_PERIODS_PER_RUN, ge=1, le=1_000)
+    next_period_attribute: bool | None = Field(
+        default=None,
+        description="keep the EnrollmentNextPeriodAt search attribute current (costs a Temporal action a period); "
+        "None: a run started before this was a choice (it keeps it current until it continues as new)",
+    )
     state: EnrollmentWorkflowState | None = Field(default=None, description="carried over continue-as-new")
 
 

@@ -1,8 +1,11 @@
 """GenerateEnrollmentOrders: the reference order generator worker, kept as a safety net (docs/order-generator.md).
 
-Every enrollment's own workflow creates its periods and orders on time. This workflow goes over all
-ACTIVE and PAUSED enrollments in the database, page by page, and makes sure each one's workflow runs and
-has caught up (an activity signals-with-start ``catch_up``), collecting what went wrong per enrollment.
+Every enrollment's own workflow creates its periods and orders on time. This workflow goes over the open
+enrollments that are **due** — the database's next wake-up of each is at or before the pass's start plus
+``due_within_seconds``: its workflow should be acting now, or is late — page by page, and makes sure each
+one's workflow runs and has caught up (an activity signals-with-start ``catch_up``), collecting what went
+wrong per enrollment. Enrollments that are not due are not touched, so a pass costs what is due, not what
+exists; ``every_open`` makes a full pass over all INITIAL, ACTIVE and PAUSED enrollments.
 Orders are never created here: an enrollment's periods and orders are written by its own workflow,
 keyed by (enrollment, period start), so running the generator any number of times, even concurrently,
 creates no second order for a period.
@@ -25,7 +28,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from adapters.domain import DomainModel
+    from adapters.domain import DomainModel, UtcDatetime
     from adapters.lifecycle import (
         GENERATOR_WORKFLOW_TYPE,
         ActivityName,
@@ -39,6 +42,7 @@ ERROR_MESSAGE = "Some errors have been reported during order generation"
 MAX_LOGS = 1_000
 """Errors listed in the result at most; more are counted in one last entry (the result stays far below 2 MB)."""
 MORE_ERRORS = "MoreErrors"
+DUE_WITHIN_SECONDS = 60
 
 PAGE_TIMEOUT = timedelta(minutes=10)
 PAGE_HEARTBEAT_TIMEOUT = timedelta(minutes=1)
@@ -58,7 +62,15 @@ class GenerateOrdersInput(DomainModel):
     concurrency: int = Field(default=20, ge=1, le=200, description="enrollments processed at once in a page")
     pages_per_run: int = Field(default=50, ge=1, le=10_000, description="pages before continue-as-new")
     max_logs: int = Field(default=MAX_LOGS, ge=1, le=MAX_LOGS, description="errors listed; more are counted")
+    due_within_seconds: int = Field(
+        default=DUE_WITHIN_SECONDS,
+        ge=0,
+        le=366 * 86_400,
+        description="also enrollments due this soon after the pass starts (their workflow is about to act)",
+    )
+    every_open: bool = Field(default=False, description="every open enrollment, due or not (a full check)")
     # Carried over continue-as-new:
+    due_by: UtcDatetime | None = Field(default=None, description="the pass's cutoff, fixed when it starts")
     after_id: str | None = Field(default=None, description="cursor: the last enrollment id processed")
     processed: int = Field(default=0, ge=0)
     restarted: int = Field(default=0, ge=0)
@@ -99,12 +111,16 @@ class GenerateEnrollmentOrders:
     @workflow.run
     async def run(self, input: GenerateOrdersInput | None = None) -> GenerateOrdersResult:
         state = input.model_copy(deep=True) if input is not None else GenerateOrdersInput()
+        if state.due_by is None and not state.every_open:
+            state.due_by = workflow.now() + timedelta(seconds=state.due_within_seconds)
         pages = 0
         while True:
             self._publish(state)
             page = await workflow.execute_activity(
                 ActivityName.PROCESS_ENROLLMENT_PAGE,
-                EnrollmentPageRequest(after_id=state.after_id, limit=state.page_size, concurrency=state.concurrency),
+                EnrollmentPageRequest(
+                    after_id=state.after_id, limit=state.page_size, concurrency=state.concurrency, due_by=state.due_by
+                ),
                 result_type=EnrollmentPageResult,
                 start_to_close_timeout=PAGE_TIMEOUT,
                 heartbeat_timeout=PAGE_HEARTBEAT_TIMEOUT,

@@ -16,6 +16,7 @@ from activities.persistence.rows import (
     free_number,
     lock_enrollment,
     product_of,
+    recent_snapshot,
     snapshot,
     snapshots,
     stored_terms_json,
@@ -134,6 +135,13 @@ class EnrollmentRepository:
             (found,) = await snapshots(session, [row], with_log=with_log)
             return found
 
+    async def get_recent(self, enrollment_id: str) -> Enrollment | None:
+        """The snapshot a period's work needs, in bounded time however old the enrollment is (see
+        :func:`~activities.persistence.rows.recent_snapshot`): recent and open periods, no log."""
+        async with self._transactions.read() as session:
+            row = await session.get(EnrollmentRow, enrollment_id)
+            return None if row is None else await recent_snapshot(session, row)
+
     async def existing_status(self, enrollment_id: str, terms: EnrollmentTerms) -> EnrollmentStatus | None:
         """What :meth:`create` would find: None for a new id, else the status of the enrollment with ``terms``.
 
@@ -163,10 +171,19 @@ class EnrollmentRepository:
             found = await session.scalar(select(EnrollmentRow.id).where(EnrollmentRow.id == enrollment_id))
             return found is not None
 
-    async def page(self, statuses: Sequence[EnrollmentStatus], *, after_id: str | None, limit: int) -> list[Enrollment]:
+    async def page(
+        self,
+        statuses: Sequence[EnrollmentStatus],
+        *,
+        after_id: str | None,
+        limit: int,
+        due_by: datetime | None = None,
+    ) -> list[Enrollment]:
         """Up to ``limit`` enrollments in ``statuses`` with id > ``after_id``, by id (keyset paging).
 
-        Pass the last id of a page as ``after_id`` for the next one. Snapshots carry periods but no log.
+        With ``due_by``, only those whose stored next wake-up is at or before it (due, or late: their workflow
+        has not advanced past it). Pass the last id of a page as ``after_id`` for the next one. Snapshots
+        carry periods but no log.
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -180,6 +197,8 @@ class EnrollmentRepository:
         )
         if after_id is not None:
             query = query.where(EnrollmentRow.id > after_id)
+        if due_by is not None:
+            query = query.where(EnrollmentRow.next_wake_up <= due_by)
         async with self._transactions.read() as session:
             return await snapshots(session, list(await session.scalars(query)), with_log=False)
 
@@ -189,10 +208,14 @@ class EnrollmentRepository:
         status: EnrollmentStatus | None = None,
         product_id: str | None = None,
         user_id: str | None = None,
+        due_before: datetime | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> list[Enrollment]:
-        """Enrollments matching every given filter, oldest first. Snapshots carry periods but no log."""
+        """Enrollments matching every given filter, oldest first. Snapshots carry periods but no log.
+
+        ``due_before``: those whose workflow next acts on its own before that moment (stored next wake-up).
+        """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         if offset < 0:
@@ -204,6 +227,8 @@ class EnrollmentRepository:
             query = query.where(EnrollmentRow.product_id == product_id)
         if user_id is not None:
             query = query.where(EnrollmentRow.user_id == user_id)
+        if due_before is not None:
+            query = query.where(EnrollmentRow.next_wake_up < require_aware("due_before", due_before))
         async with self._transactions.read() as session:
             return await snapshots(session, list(await session.scalars(query)), with_log=False)
 

@@ -22,6 +22,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -111,6 +113,7 @@ class EnrollmentRow(Base):
     delivery: Mapped[dict[str, Any] | None] = _json(nullable=True)
     meta: Mapped[dict[str, Any]] = _json(nullable=False)
     origin_order_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
+    activate_on_payment: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     adapter_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
     anchor: Mapped[datetime] = mapped_column(UtcDateTime)
     expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -159,8 +162,17 @@ class OrderPositionRow(Base):
 
 class PeriodRow(Base):
     __tablename__ = "enrollment_periods"
-    # Keyed by start: a retried "advance" finds the period it already made.
-    __table_args__ = (UniqueConstraint("enrollment_id", "start"),)
+    # Keyed by start: a retried "advance" finds the period it already made. The partial index finds an
+    # enrollment's open periods (no order, not billed) without reading its whole history.
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "start"),
+        Index(
+            "ix_enrollment_periods_open",
+            "enrollment_id",
+            postgresql_where=text("order_id IS NULL AND billed_at IS NULL"),
+            sqlite_where=text("order_id IS NULL AND billed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"))

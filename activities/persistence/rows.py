@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -34,6 +34,7 @@ from adapters.domain import (
     ProductType,
     ScheduledAction,
 )
+from adapters.lifecycle import KEPT_PERIODS
 
 _ORDER_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:durable-enrollments:order")
 
@@ -188,6 +189,38 @@ async def snapshots(session: AsyncSession, rows: Sequence[EnrollmentRow], *, wit
                 EnrollmentLogEntry(at=log_row.at, status=EnrollmentStatus(log_row.status), info=log_row.info)
             )
     return [enrollment_of(row, periods[row.id], logs[row.id]) for row in rows]
+
+
+async def recent_snapshot(session: AsyncSession, row: EnrollmentRow) -> Enrollment:
+    """One enrollment with the periods a period's work decides on, read in bounded time however old it is.
+
+    Its latest :data:`~adapters.lifecycle.KEPT_PERIODS` periods, the first period of its current schedule
+    (whether that is a trial shapes the schedule) and every open period (no order, not billed: billing in
+    arrears needs them), each found through an index; no log.
+    """
+    latest = (
+        select(PeriodRow.id)
+        .where(PeriodRow.enrollment_id == row.id)
+        .order_by(PeriodRow.start.desc())
+        .limit(KEPT_PERIODS)
+    )
+    first_in_schedule = (
+        select(PeriodRow.id)
+        .where(PeriodRow.enrollment_id == row.id, PeriodRow.start >= row.anchor)
+        .order_by(PeriodRow.start)
+        .limit(1)
+    )
+    still_open = select(PeriodRow.id).where(
+        PeriodRow.enrollment_id == row.id, PeriodRow.order_id.is_(None), PeriodRow.billed_at.is_(None)
+    )
+    wanted = union(latest.subquery().select(), first_in_schedule.subquery().select(), still_open).subquery()
+    found = await session.execute(
+        select(PeriodRow, OrderRow.status)
+        .outerjoin(OrderRow, OrderRow.id == PeriodRow.order_id)
+        .where(PeriodRow.id.in_(select(wanted.c.id)))
+        .order_by(PeriodRow.start)
+    )
+    return enrollment_of(row, [period_of(stored, order_status) for stored, order_status in found], [])
 
 
 async def snapshot(session: AsyncSession, row: EnrollmentRow) -> Enrollment:

@@ -59,6 +59,7 @@ def dev(
         task_queue=settings.task_queue,
         adapter_names=tuple(settings.adapter_names),
         metrics_port=settings.metrics_port,
+        next_period_attribute=settings.next_period_attribute,
     )
     try:
         asyncio.run(_run(config, demo, settings.metrics_host))

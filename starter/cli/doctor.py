@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
 async def diagnose(client: EnrollmentsClient, *, repair: bool) -> Diagnosis:
     """Examine every open enrollment's workflow (``repair``: and repair what can be)."""
     store: Store = client.store()
-    checkup = Checkup(client.client, store, client.task_queue)
+    checkup = Checkup(client.client, store, client.task_queue, client.next_period_attribute)
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def examine(enrollment: Enrollment) -> list[Finding]:

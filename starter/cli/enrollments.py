@@ -74,6 +74,14 @@ def create(
             "--backdate", help="Allow a --start more than a period ago: every period since then is made (≤ 1,000)."
         ),
     ] = False,
+    activate_on_payment: Annotated[
+        bool,
+        typer.Option(
+            "--activate-on-payment",
+            help="Stay INITIAL (no access) until the first order is paid or `activate` is run; "
+            "unpaid by the end of the first period, it ends. Default: ACTIVE at once.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create an enrollment, wait until it is registered and print its id."""
@@ -81,7 +89,14 @@ def create(
     enrollment_id = not_blank("--id", enrollment_id)
     zone = parse_timezone("--timezone", timezone)
     anchor = parse_aware_datetime("--start", start) if start is not None else None
-    terms = EnrollmentTerms(product_id=product, user_id=user, quantity=quantity, configuration=entries, timezone=zone)
+    terms = EnrollmentTerms(
+        product_id=product,
+        user_id=user,
+        quantity=quantity,
+        configuration=entries,
+        timezone=zone,
+        activate_on_payment=activate_on_payment,
+    )
     created = with_client(
         ctx,
         lambda client: client.create_enrollment(terms, start=anchor, enrollment_id=enrollment_id, backdate=backdate),
@@ -203,7 +218,7 @@ def activate(
     reason: ReasonOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Start an INITIAL (scheduled) enrollment now: ACTIVE, anchored now, its first period created."""
+    """Start an INITIAL enrollment now: a scheduled one anchored now, one waiting for payment in its first period."""
     view = with_client(ctx, lambda client: client.send(enrollment_id, ActivateCommand(reason=reason)))
     if as_json:
         echo_json(view.model_dump(mode="json"))

@@ -21,13 +21,17 @@ from sqlalchemy.exc import DBAPIError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.persistence import DatabaseNotFound, PersistenceError, Store, open_store, redacted
+from adapters.lifecycle import ErrorType
 from starter.cli.app import CliState, state
-from starter.cli.errors import EXIT_RUNTIME, CliError
-from starter.client import EnrollmentClientError, EnrollmentsClient
+from starter.cli.errors import EXIT_RUNTIME, EXIT_USAGE, CliError
+from starter.client import EnrollmentClientError, EnrollmentCommandRejected, EnrollmentsClient
 from starter.connection import Settings
 from starter.runtime.schedules import ScheduleNotFound
 
 T = TypeVar("T")
+
+INVALID_VALUE_ERRORS = frozenset({ErrorType.INVALID_START, ErrorType.INVALID_SCHEDULE})
+"""Refusals of a value the caller typed (a start, a schedule), not of what the engine holds: exit status 2."""
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -105,6 +109,8 @@ def _release_frames(error: BaseException) -> None:
 
 def _mapped_error(settings: Settings, error: Exception) -> CliError | None:
     """The one-line error for a failure of the client, Temporal or the database; None for anything else."""
+    if isinstance(error, EnrollmentCommandRejected) and error.error_type in INVALID_VALUE_ERRORS:
+        return CliError(str(error), EXIT_USAGE)
     # Not found, a refused command or usage record, a conflicting idempotency key.
     if isinstance(error, EnrollmentClientError | PersistenceError | ScheduleNotFound):
         return CliError(str(error), EXIT_RUNTIME)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.lifecycle import generator_task_queue
 from starter.cli.app import state
 from starter.cli.errors import EXIT_RUNTIME, CliError
 from starter.cli.execution import JsonOption, echo_json, run_async
@@ -41,11 +42,15 @@ def generate_orders(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=200, help="Enrollments processed at once.")
     ] = 20,
+    every_open: Annotated[
+        bool, typer.Option("--all", help="Every INITIAL, ACTIVE and PAUSED enrollment, not only the due ones.")
+    ] = False,
 ) -> None:
-    """Make sure every ACTIVE and PAUSED enrollment's workflow runs and has caught up, now.
+    """Make sure every due enrollment's workflow runs and has caught up, now.
 
-    Starts the GenerateEnrollmentOrders workflow and waits for its result; exit status 1 when some
-    enrollments could not be processed.
+    Due: the database's next wake-up of the enrollment has come (or comes within a minute). Starts the
+    GenerateEnrollmentOrders workflow and waits for its result; exit status 1 when some enrollments could
+    not be processed.
     """
     settings = state(ctx).effective_settings()
     workflow_id = f"generate-enrollment-orders-manual-{uuid.uuid4().hex[:12]}"
@@ -54,9 +59,9 @@ def generate_orders(
         client = await connect(settings)
         return await client.execute_workflow(
             GenerateEnrollmentOrders.run,
-            GenerateOrdersInput(page_size=page_size, concurrency=concurrency),
+            GenerateOrdersInput(page_size=page_size, concurrency=concurrency, every_open=every_open),
             id=workflow_id,
-            task_queue=settings.task_queue,
+            task_queue=generator_task_queue(settings.task_queue),
             static_summary="Manual order generation (enrollments generate-orders)",
         )
 
@@ -64,7 +69,8 @@ def generate_orders(
     if as_json:
         typer.echo(result.model_dump_json())
     elif result.error is None:
-        typer.echo(f"order generation succeeded: every ACTIVE and PAUSED enrollment is caught up ({workflow_id})")
+        which = "open" if every_open else "due"
+        typer.echo(f"order generation succeeded: every {which} enrollment is caught up ({workflow_id})")
     else:
         typer.echo(f"order generation: {len(result.error.logs)} problems reported ({workflow_id})")
         echo_lines(f"  {entry.name}: {entry.message}" for entry in result.error.logs)
@@ -116,7 +122,9 @@ def schedule_generate_orders(
         if cron is not None or not (pause or unpause):
             wanted = cron or schedules.DEFAULT_CRON
             try:
-                ensured = await schedules.ensure_generator_schedule(client, cron=wanted, task_queue=settings.task_queue)
+                ensured = await schedules.ensure_generator_schedule(
+                    client, cron=wanted, task_queue=generator_task_queue(settings.task_queue)
+                )
             except RPCError as error:  # the server parses the cron: an invalid one changes nothing
                 if error.status is not RPCStatusCode.INVALID_ARGUMENT:
                     raise

@@ -100,6 +100,10 @@ def list_enrollments(
     ] = None,
     product: Annotated[str | None, typer.Option("--product", help="Only this product.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="Only this user.")] = None,
+    due_before: Annotated[
+        str | None,
+        typer.Option("--due-before", help="Only those whose workflow next acts on its own before this ISO time."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_PAGE_SIZE, help="Page size.")] = 50,
     offset: Annotated[
         int | None, typer.Option("--offset", min=0, max=MAX_OFFSET, help="Skip this many (oldest first).")
@@ -115,6 +119,7 @@ def list_enrollments(
     if page is not None and offset is not None:
         raise CliError("--page and --offset exclude each other: --page N is --offset (N-1)×--limit")
     first = (page - 1) * limit if page is not None else offset or 0
+    due = parse_aware_datetime("--due-before", due_before) if due_before is not None else None
 
     async def read(store: Store) -> list[EnrollmentView]:
         views: list[EnrollmentView] = []
@@ -129,7 +134,12 @@ def list_enrollments(
             position = first
             while True:
                 rows = await store.enrollments.matching(
-                    status=status_filter, product_id=product, user_id=user, offset=position, limit=limit
+                    status=status_filter,
+                    product_id=product,
+                    user_id=user,
+                    due_before=due,
+                    offset=position,
+                    limit=limit,
                 )
                 for row in rows:
                     orders = await store.billing.list_orders(row.id) if as_json else []

@@ -10,10 +10,9 @@ older than what a workflow carries from the stored periods (:mod:`starter.client
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -71,26 +70,12 @@ from starter.client.errors import EnrollmentCommandRejected, EnrollmentNotFound,
 from starter.client.payload_limits import ensure_fits
 from starter.client.preflight import existing_status, terminated_rejection
 from starter.client.references import as_number, enrollment_id_of, order_id_of
+from starter.client.run_chain import RunEnded, following_runs
 from starter.connection import Settings, connect
 from workflows.enrollment_state import EnrollmentWorkflowInput
 from workflows.search_attributes import ENROLLMENT_PRODUCT_ID, ENROLLMENT_STATUS, ENROLLMENT_USER_ID
 
 T = TypeVar("T")
-
-RUN_CHAIN_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
-"""Waits before an update is sent again to a workflow that was closing its run (continue-as-new)."""
-
-
-async def _following_runs(call: Callable[[], Awaitable[T]]) -> T:
-    """``call()``, made again when the workflow's run was closing (it continues as new): the next run answers."""
-    for delay in RUN_CHAIN_RETRY_DELAYS:
-        try:
-            return await call()
-        except RPCError as error:
-            if "closing" not in error.message.lower():
-                raise
-            await asyncio.sleep(delay)
-    return await call()
 
 
 def _aware(name: str, value: datetime) -> datetime:
@@ -109,9 +94,11 @@ class EnrollmentsClient:
         task_queue: str = "enrollments",
         database_url: str | None = None,
         webhook_task_queue: str | None = None,
+        next_period_attribute: bool = False,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
+        self.next_period_attribute = next_period_attribute
         self.webhook_task_queue = webhook_task_queue or default_webhook_task_queue(task_queue)
         self._database_url = database_url
         self._engine: AsyncEngine | None = None
@@ -125,6 +112,7 @@ class EnrollmentsClient:
             task_queue=settings.task_queue,
             database_url=settings.database_url,
             webhook_task_queue=settings.webhook_task_queue,
+            next_period_attribute=settings.next_period_attribute,
         )
 
     def _handle(self, enrollment_id: str) -> WorkflowHandle[Any, Any]:
@@ -163,6 +151,11 @@ class EnrollmentsClient:
         for that with ``backdate=True`` (at most 1,000 periods are caught up on). Without it, such a start is
         refused (``InvalidStart``), as is one more than ten years ahead.
 
+        By default the enrollment is ACTIVE from its start, its first order PENDING. With the term
+        ``activate_on_payment=True`` it stays INITIAL (no access) with its first period and order made, until
+        that order is paid (``order_status_changed`` to CONFIRMED or FULFILLED) or :meth:`activate` is
+        called; a rejected order, or one unpaid when its period ends, ends it (see docs/enrollment-lifecycle.md).
+
         The terms are an :class:`EnrollmentTerms` or its fields as keywords (``product_id``, ``user_id``,
         ``quantity``, ``timezone``, …). Idempotent for a caller-given ``enrollment_id``: the same id with the
         same terms returns the same enrollment; with other terms it raises :class:`EnrollmentCommandRejected`
@@ -195,6 +188,7 @@ class EnrollmentsClient:
 
     async def _start(self, workflow_input: EnrollmentWorkflowInput) -> EnrollmentView:
         """Start (or find) the enrollment's workflow and wait for its registration; returns the registered view."""
+        workflow_input = workflow_input.model_copy(update={"next_period_attribute": self.next_period_attribute})
         identifier, terms = workflow_input.enrollment_id, workflow_input.terms
 
         def operation() -> WithStartWorkflowOperation[Any, Any]:  # one per attempt: an operation is used once
@@ -217,7 +211,7 @@ class EnrollmentsClient:
             )
 
         try:
-            view: EnrollmentView = await _following_runs(
+            view: EnrollmentView = await following_runs(
                 lambda: self.client.execute_update_with_start_workflow(
                     MessageName.REGISTRATION_UPDATE, start_workflow_operation=operation(), result_type=EnrollmentView
                 )
@@ -240,7 +234,7 @@ class EnrollmentsClient:
             raise ValueError(f"{command.kind} is a signal only; it has no update to wait for")
         identifier = await self._enrollment_id(enrollment_id)
         handle = self._handle(identifier)
-        return await _following_runs(
+        return await following_runs(
             lambda: self._command(identifier, handle.execute_update(update, command, result_type=EnrollmentView))
         )
 
@@ -251,20 +245,27 @@ class EnrollmentsClient:
             raise rejection(error) from None
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
-                await self._raise_if_missing(enrollment_id)
+                # The run that was asked has completed: either the enrollment ended, or the run continued as new
+                # an instant before the update reached it and the latest run (which the query reaches) is open.
+                if (await self._latest_view(enrollment_id)).status is not EnrollmentStatus.TERMINATED:
+                    raise RunEnded from None
                 raise EnrollmentCommandRejected(
                     f"enrollment {enrollment_id!r} is closed (TERMINATED); it accepts no commands",
                     ErrorType.INVALID_TRANSITION,
                 ) from None
             raise
 
-    async def _raise_if_missing(self, enrollment_id: str) -> None:
+    async def _latest_view(self, enrollment_id: str) -> EnrollmentView:
+        """The latest run's answer to the state query; ``EnrollmentNotFound`` when there is no workflow."""
         try:
-            await self._handle(enrollment_id).query(MessageName.STATE_QUERY, result_type=EnrollmentView)
+            view: EnrollmentView = await self._handle(enrollment_id).query(
+                MessageName.STATE_QUERY, result_type=EnrollmentView
+            )
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
                 raise EnrollmentNotFound(enrollment_id) from None
             raise
+        return view
 
     async def pause(
         self, enrollment_id: str, *, reason: str | None = None, at_period_end: bool = False
@@ -286,9 +287,10 @@ class EnrollmentsClient:
         return await self.send(enrollment_id, command)
 
     async def activate(self, enrollment_id: str, *, reason: str | None = None) -> EnrollmentView:
-        """Start an INITIAL (scheduled) enrollment now: ACTIVE, anchored now, its first period created.
+        """Start an INITIAL enrollment now: ACTIVE, anchored now, its first period created.
 
-        Refused (:class:`EnrollmentCommandRejected`) once it has started or when it is TERMINATED.
+        One waiting for its first payment (``activate_on_payment``) keeps its first period and anchor; its
+        order stays due. Refused (:class:`EnrollmentCommandRejected`) once it has started or when it is TERMINATED.
         """
         return await self.send(enrollment_id, ActivateCommand(reason=reason))
 

@@ -59,7 +59,14 @@ async def existing_status(
         error_type, message = problem
         raise EnrollmentCommandRejected(message, error_type)
     if status is None and product is not None and product.plan is not None:
-        refusal = start_problem(product.plan, start or now, terms.timezone, now, backdate=backdate)
+        refusal = start_problem(
+            product.plan,
+            start or now,
+            terms.timezone,
+            now,
+            backdate=backdate,
+            activate_on_payment=terms.activate_on_payment,
+        )
         if refusal is not None:
             raise EnrollmentCommandRejected(refusal, ErrorType.INVALID_START)
     return status

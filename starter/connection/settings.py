@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     codec_token: SecretStr | None = Field(
         default=None, alias="ENROLLMENTS_CODEC_TOKEN", description="required by the codec server when set"
     )
+    next_period_attribute: bool = Field(
+        default=False,
+        alias="ENROLLMENTS_NEXT_PERIOD_ATTRIBUTE",
+        description="workflows started from here keep EnrollmentNextPeriodAt current (one Temporal action a period)",
+    )
     shutdown_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -80,6 +80,7 @@ class DevConfig:
     task_queue: str = "enrollments"
     adapter_names: Sequence[str] = ("licensed",)
     metrics_port: int | None = None
+    next_period_attribute: bool = False
 
     @property
     def address(self) -> str:
@@ -152,6 +153,10 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
+SERVER_START_ATTEMPTS = 3
+"""Starts of the dev server when one loses a race for one of its internal ports."""
+
+
 def free_port(host: str = LOOPBACK) -> int:
     """A TCP port nobody listens on right now (for tests and ``--temporal-port 0``)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -189,22 +194,31 @@ class TemporalDevServer:
                     f"stop it or choose another {name}"
                 )
         config.state_dir.mkdir(parents=True, exist_ok=True)
-        self._log = config.server_log.open("ab")
-        # Started from the loop's own thread, not a worker thread: PR_SET_PDEATHSIG fires when the starting
-        # thread ends. Popen returns as soon as the child is forked.
-        self.process = subprocess.Popen(  # noqa: ASYNC220
-            server_command(config),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            pass_fds=tuple(pass_fds),
-            preexec_fn=_die_with_parent,  # PR_SET_PDEATHSIG must be set in the child
-        )
-        try:
-            await self._wait_ready(wait_seconds)
-        except BaseException:
-            await self.stop()
-            raise
+        for attempt in range(1, SERVER_START_ATTEMPTS + 1):
+            self._log = config.server_log.open("ab")
+            # Started from the loop's own thread, not a worker thread: PR_SET_PDEATHSIG fires when the starting
+            # thread ends. Popen returns as soon as the child is forked.
+            self.process = subprocess.Popen(  # noqa: ASYNC220
+                server_command(config),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                pass_fds=tuple(pass_fds),
+                preexec_fn=_die_with_parent,  # PR_SET_PDEATHSIG must be set in the child
+            )
+            try:
+                await self._wait_ready(wait_seconds)
+                return
+            except DevStackError:
+                # The server picks its internal ports itself; another process may take one between its
+                # pick and its bind. Ours were checked above, so starting again picks others.
+                raced = "address already in use" in self._log_tail()
+                await self.stop()
+                if not raced or attempt == SERVER_START_ATTEMPTS:
+                    raise
+            except BaseException:
+                await self.stop()
+                raise
 
     async def _wait_ready(self, wait_seconds: float) -> None:
         deadline = time.monotonic() + wait_seconds
@@ -297,10 +311,16 @@ class DevStack:
                 database_url=database_url,
                 task_queue=config.task_queue,
                 director=director_from_names(list(config.adapter_names)),
+                next_period_attribute=config.next_period_attribute,
             )
             self._stack.push_async_callback(self.resources.close)
             await self._stack.enter_async_context(self.resources.running())
-            self.client = EnrollmentsClient(temporal, task_queue=config.task_queue, database_url=database_url)
+            self.client = EnrollmentsClient(
+                temporal,
+                task_queue=config.task_queue,
+                database_url=database_url,
+                next_period_attribute=config.next_period_attribute,
+            )
             self._stack.push_async_callback(self.client.close)
             await self.client.start_webhook_deliveries()
         except BaseException:

@@ -5,6 +5,7 @@ from starter.runtime.observability import configure_logging, metrics_runtime
 from starter.runtime.schedules import ScheduleChange, ScheduleNotFound, ScheduleView
 from starter.runtime.worker import (
     DELIVERY_WORKFLOWS,
+    GENERATOR_WORKFLOWS,
     WORKFLOWS,
     WorkerResources,
     build_worker,
@@ -14,6 +15,7 @@ from starter.runtime.worker import (
 
 __all__ = [
     "DELIVERY_WORKFLOWS",
+    "GENERATOR_WORKFLOWS",
     "WORKFLOWS",
     "CodecServer",
     "ScheduleChange",

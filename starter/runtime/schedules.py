@@ -34,7 +34,7 @@ from temporalio.common import RetryPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.domain import DomainModel, UtcDatetime, isoformat_utc
-from adapters.lifecycle import GENERATOR_WORKFLOW_TYPE
+from adapters.lifecycle import GENERATOR_WORKFLOW_TYPE, generator_task_queue
 from starter.connection.settings import Settings
 
 _logger = logging.getLogger(__name__)
@@ -190,7 +190,8 @@ async def apply_autoschedule(client: Client, settings: Settings) -> ScheduleChan
     """``ENROLLMENTS_AUTOSCHEDULE_CRON`` at worker start: create or update the generator's schedule."""
     if settings.autoschedule_cron is None:
         return None
-    change = await ensure_generator_schedule(client, cron=settings.autoschedule_cron, task_queue=settings.task_queue)
+    queue = generator_task_queue(settings.task_queue)
+    change = await ensure_generator_schedule(client, cron=settings.autoschedule_cron, task_queue=queue)
     _logger.info(
         "order generator schedule %r %s: cron %r, %s",
         GENERATOR_SCHEDULE_ID,

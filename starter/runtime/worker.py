@@ -26,6 +26,7 @@ from activities.persistence import Store, create_engine, session_factory
 from activities.webhook_activities import WebhookActivities
 from adapters.builtin import director_from_names
 from adapters.director import EnrollmentDirector
+from adapters.lifecycle import generator_task_queue
 from adapters.webhooks import DeliveryPolicy, webhook_task_queue
 from starter.client import EnrollmentsClient
 from starter.connection import Settings, connect
@@ -43,7 +44,8 @@ SHUTDOWN_MARGIN_SECONDS = 5.0
 PASSTHROUGH_MODULES = ("adapters",)
 """Pure domain and adapter code shared with the sandbox unchanged; nothing with I/O is passed through."""
 
-WORKFLOWS: Sequence[type] = (EnrollmentWorkflow, GenerateEnrollmentOrders)
+WORKFLOWS: Sequence[type] = (EnrollmentWorkflow,)
+GENERATOR_WORKFLOWS: Sequence[type] = (GenerateEnrollmentOrders,)
 DELIVERY_WORKFLOWS: Sequence[type] = (WebhookDeliveryWorkflow,)
 
 
@@ -59,20 +61,26 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 
 @dataclass
 class WorkerResources:
-    """The two workers of a process (enrollments, webhook delivery) and what they own (closed together)."""
+    """The workers of a process (enrollments, order generator, webhook delivery) and what they own (closed
+    together)."""
 
     worker: Worker
+    generator_worker: Worker
     delivery_worker: Worker
     activities: EnrollmentActivities
     webhooks: WebhookActivities
     engine: AsyncEngine
 
+    @property
+    def workers(self) -> tuple[Worker, ...]:
+        return (self.worker, self.generator_worker, self.delivery_worker)
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Both workers polling until the block ends."""
+        """Every worker polling until the block ends."""
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.worker)
-            await stack.enter_async_context(self.delivery_worker)
+            for worker in self.workers:
+                await stack.enter_async_context(worker)
             yield
 
     async def close(self) -> None:
@@ -91,8 +99,10 @@ def build_worker(
     graceful_shutdown: timedelta = timedelta(seconds=30),
     delivery_task_queue: str | None = None,
     delivery_policy: DeliveryPolicy | None = None,
+    next_period_attribute: bool = False,
 ) -> WorkerResources:
-    """Workers for ``task_queue`` and its webhook queue (default ``<task_queue>-webhooks``) on ``database_url``.
+    """Workers for ``task_queue``, its generator queue (``<task_queue>-generator``) and its webhook queue
+    (default ``<task_queue>-webhooks``) on ``database_url``.
 
     ``max_cached_workflows``: past it, a woken enrollment is replayed from its history first (slower, and
     a generator pass over more open enrollments than the cache holds replays most of them).
@@ -101,13 +111,15 @@ def build_worker(
     engine = create_engine(database_url)
     store = Store.over(session_factory(engine))
     activities = EnrollmentActivities(store, director)
-    # The order generator's activity signals-with-start enrollment workflows on this same task queue.
-    generator = GeneratorActivities(store, director, client, task_queue=task_queue)
+    # The order generator runs on its own queue; its activity signals-with-start enrollment workflows on this one.
+    generator = GeneratorActivities(
+        store, director, client, task_queue=task_queue, next_period_attribute=next_period_attribute
+    )
     worker = Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=[*activities.all(), *generator.all()],
+        activities=activities.all(),
         workflow_runner=sandbox_runner(),
         max_concurrent_activities=max_concurrent_activities,
         max_cached_workflows=max_cached_workflows,
@@ -116,6 +128,14 @@ def build_worker(
         interceptors=[
             EnrollmentMetricsInterceptor((client.service_client.config.runtime or Runtime.default()).metric_meter)
         ],
+    )
+    generator_worker = Worker(
+        client,
+        task_queue=generator_task_queue(task_queue),
+        workflows=list(GENERATOR_WORKFLOWS),
+        activities=generator.all(),
+        workflow_runner=sandbox_runner(),
+        graceful_shutdown_timeout=graceful_shutdown,
     )
     webhooks = WebhookActivities(store, delivery_policy or DeliveryPolicy())
     delivery_worker = Worker(
@@ -127,7 +147,12 @@ def build_worker(
         graceful_shutdown_timeout=graceful_shutdown,
     )
     return WorkerResources(
-        worker=worker, delivery_worker=delivery_worker, activities=activities, webhooks=webhooks, engine=engine
+        worker=worker,
+        generator_worker=generator_worker,
+        delivery_worker=delivery_worker,
+        activities=activities,
+        webhooks=webhooks,
+        engine=engine,
     )
 
 
@@ -151,13 +176,14 @@ async def run_worker(settings: Settings) -> None:
         graceful_shutdown=timedelta(seconds=settings.shutdown_seconds),
         delivery_task_queue=settings.webhook_task_queue,
         delivery_policy=settings.delivery_policy(),
+        next_period_attribute=settings.next_period_attribute,
     )
     await apply_autoschedule(client, settings)  # ENROLLMENTS_AUTOSCHEDULE_CRON: the order generator's schedule
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    workers = (resources.worker, resources.delivery_worker)
+    workers = resources.workers
     runs = [asyncio.create_task(worker.run()) for worker in workers]
     stopping = asyncio.create_task(stop.wait())
     try:

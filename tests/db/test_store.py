@@ -50,6 +50,7 @@ from adapters.domain import (
     StatusChange,
     UsageCalculationType,
 )
+from adapters.lifecycle import KEPT_PERIODS
 
 T0 = datetime(2024, 1, 31, 9, 0, tzinfo=UTC)
 NOW = datetime(2024, 1, 31, 9, 0, 5, tzinfo=UTC)
@@ -781,3 +782,24 @@ async def test_naive_datetimes_are_not_stored(store: Store, sessions: async_sess
                         enrollment_id="enr-1", idempotency_key="n", units=1, at=datetime(2024, 1, 1), created=NOW
                     )
                 )
+
+
+async def test_the_recent_snapshot_holds_what_a_period_decides_on(store: Store) -> None:
+    await enroll(store)
+    await store.billing.add_period("enr-1", window(0, 1, trial=True), None, now=NOW)  # a trial: no order
+    for hour in range(1, 60):
+        # Every tenth period without an order (as a billing system that skipped it would leave it).
+        order = None if hour % 10 == 0 else order_for(window(hour, hour + 1))
+        await store.billing.add_period("enr-1", window(hour, hour + 1), order, now=NOW)
+    full = await store.enrollments.get("enr-1")
+    recent = await store.enrollments.get_recent("enr-1")
+    assert full is not None and recent is not None and len(full.periods) == 60
+    latest = full.periods[-KEPT_PERIODS:]
+    first = full.periods[0]
+    still_open = [period for period in full.periods if period.order_id is None and period.billed_at is None]
+    expected = {period.start: period for period in [first, *still_open, *latest]}
+    assert recent.periods == [expected[start] for start in sorted(expected)]
+    assert recent.periods[0].is_trial, "the schedule's first period says it began with a trial"
+    assert recent.log == [] and recent.model_dump(exclude={"periods", "log"}) == full.model_dump(
+        exclude={"periods", "log"}
+    )

@@ -84,6 +84,11 @@ def test_enrollment_lifecycle_through_the_cli(cli: Any, product: str) -> None:
     listed = json.loads(ok(cli("list", "--user", user, "--json")).stdout)
     assert listed[0]["next_wake_up"] == view["next_wake_up"] == period["end"], "the next period, from the database"
     assert listed[0]["scheduled"] is None
+    due = json.loads(ok(cli("list", "--user", user, "--due-before", period["end"], "--json")).stdout)
+    assert due == [], "due before its next wake-up: not yet"
+    due = json.loads(ok(cli("list", "--user", user, "--due-before", "2999-01-01T00:00:00Z", "--json")).stdout)
+    assert [item["id"] for item in due] == [enrollment_id]
+    fails(cli("list", "--due-before", "tomorrow"), 2, "--due-before")
 
     assert "PAUSED (manual)" in ok(cli("pause", enrollment_id, "--reason", "holiday")).stdout
     assert json.loads(ok(cli("access", enrollment_id, "--json")).stdout)["valid"] is False
@@ -173,6 +178,8 @@ def test_invalid_input_is_a_usage_error(cli: Any, product: str) -> None:
     fails(cli("terminate", "x", "--at-period-end", "--immediately"), 2, "exclude each other")
     fails(cli("create", "--product", product, "--user", "u", "--start", "tomorrow"), 2, "--start: 'tomorrow'")
     fails(cli("create", "--product", product, "--user", "u", "--timezone", "Mars/Base"), 2, "--timezone")
+    year_one = ["--start", "0001-01-01T00:00:00Z", "--timezone", "America/New_York"]
+    fails(cli("create", "--product", product, "--user", "u", *year_one), 2, "outside the supported calendar (years 1")
     fails(cli("create", "--product", product, "--user", "u", "--configuration", "{"), 2, "--configuration: is not")
     fails(cli("access", "x", "--at", "2031-01-01T00:00:00"), 2, "has no UTC offset")
     fails(cli("order-status", "o", "paid"), 2, "'paid' is not one of PENDING, CONFIRMED, FULFILLED, REJECTED")

@@ -100,7 +100,7 @@ async def test_schedule_commands_are_idempotent_and_show_in_temporal_schedule_li
     assert code == 0, output
     assert output.startswith(f"schedule created: {GENERATOR_SCHEDULE_ID}: {GENERATOR_WORKFLOW_TYPE} on '0 0 * * *'")
     view = await describe_schedule(client)
-    assert (view.cron, view.task_queue, view.maximum_attempts) == (["0 0 * * *"], "q1", SCHEDULED_ATTEMPTS)
+    assert (view.cron, view.task_queue, view.maximum_attempts) == (["0 0 * * *"], "q1-generator", SCHEDULED_ATTEMPTS)
     assert view.next_runs and all((run.hour, run.minute) == (0, 0) for run in view.next_runs)
 
     code, output = await _cli(client, "schedule", "generate-orders", "--cron", "0 0 * * *")
@@ -172,7 +172,7 @@ async def test_autoschedule_at_worker_start_and_a_scheduled_run(dev_server, data
         client, database_url=database_url, task_queue="q2", director=director_from_names(["licensed"])
     )
     try:
-        async with resources.worker:
+        async with resources.running():
             handle = client.get_schedule_handle(GENERATOR_SCHEDULE_ID)
             await handle.trigger()
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType, ResetReapplyType
-from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.api.enums.v1 import EventType, PendingActivityState, ResetReapplyType
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest, ResetWorkflowExecutionRequest
 from temporalio.client import Client
 from typer.testing import CliRunner
 
@@ -184,6 +184,23 @@ async def test_doctor_finds_what_temporal_operators_did_and_repairs_it(dev_serve
         assert code == 0 and after == {"checked": 2, "findings": [], "healthy": True}
 
 
+async def _activity_started(client: Client, enrollment_id: str) -> None:
+    """Wait (at most 60 s: a busy machine starts a worker process slowly) until an activity of the workflow runs."""
+    request = DescribeWorkflowExecutionRequest(
+        namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id_for(enrollment_id))
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        described = await client.workflow_service.describe_workflow_execution(request)
+        if any(
+            pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            for pending in described.pending_activities
+        ):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no activity of {enrollment_id!r} started within 60 s")
+
+
 async def test_a_worker_obeys_sigterm_whatever_its_activities_do(dev_server_env, tmp_path: Path) -> None:
     env = dev_server_env
     database = tmp_path / "stuck.db"
@@ -213,7 +230,7 @@ async def test_a_worker_obeys_sigterm_whatever_its_activities_do(dev_server_env,
         task_queue=queue,
     )
     try:
-        await asyncio.sleep(4)
+        await _activity_started(env.client, "stuck")  # the worker is up (its handlers too) and holds the activity
         sent = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         await asyncio.to_thread(worker.wait, 30)

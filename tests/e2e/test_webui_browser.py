@@ -29,6 +29,7 @@ from playwright.sync_api import Browser, Frame, Page, ViewportSize, expect, sync
 
 from adapters.calendar import local_time_text
 from adapters.domain import BillingInterval, OrderStatus, Product, ProductPlan
+from adapters.lifecycle import generator_task_queue
 from tests.support.dev_stack_env import ThreadedDevStack
 from tests.support.temporal_env import add_product
 from workflows.order_generator import GenerateEnrollmentOrders, GenerateOrdersInput
@@ -310,7 +311,10 @@ def test_enrollment_columns_and_saved_views_keep_the_order_generator_apart(
     run_id = f"generate-enrollment-orders-webui-{uuid.uuid4().hex[:6]}"
     temporal = dev_stack.stack.client.client
     run = temporal.execute_workflow(
-        GenerateEnrollmentOrders.run, GenerateOrdersInput(), id=run_id, task_queue=dev_stack.config.task_queue
+        GenerateEnrollmentOrders.run,
+        GenerateOrdersInput(),
+        id=run_id,
+        task_queue=generator_task_queue(dev_stack.config.task_queue),
     )
     dev_stack.run(run)
     page.goto(dev_stack.config.namespace_url())

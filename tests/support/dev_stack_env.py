@@ -76,6 +76,7 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedDevS
         temporal_port=free_port(),
         ui_port=free_port(),
         database_url=f"sqlite+aiosqlite:///{state_dir / 'enrollments.db'}",
+        next_period_attribute=True,  # the opt-in EnrollmentNextPeriodAt column, filtered in the Web UI test
     )
     served = ThreadedDevStack(config)
     try:

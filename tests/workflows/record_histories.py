@@ -24,7 +24,7 @@ from activities.persistence.migrate import upgrade_async
 from adapters.director import EnrollmentDirector
 from adapters.domain import BillingInterval, OrderStatus, Product, ProductPlan, ProductType
 from adapters.licensed import LicensedAdapter
-from adapters.lifecycle import workflow_id_for
+from adapters.lifecycle import generator_task_queue, workflow_id_for
 from starter.client import EnrollmentCommandRejected, EnrollmentsClient
 from starter.devtools.binaries import register_search_attributes, test_server_path
 from tests.support.overdue_adapter import OverdueAfterOneDayAdapter
@@ -119,7 +119,7 @@ async def order_generator_with_a_failure(env: WorkflowEnvironment, client: Enrol
         GenerateEnrollmentOrders.run,
         GenerateOrdersInput(page_size=2, pages_per_run=1),
         id=workflow_id,
-        task_queue=client.task_queue,
+        task_queue=generator_task_queue(client.task_queue),
     )
     return workflow_id
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from activities.faults import FaultPoint, fault_injector
@@ -34,11 +36,11 @@ from adapters.lifecycle import (
     TerminateCommand,
     workflow_id_for,
 )
-from starter.client import EnrollmentCommandRejected, EnrollmentNotFound
+from starter.client import EnrollmentCommandRejected, EnrollmentNotFound, EnrollmentsClient
 from tests.support.overdue_adapter import OverdueAfterOneDayAdapter
 from tests.support.temporal_env import add_product, running_worker
 from workflows.enrollment import EnrollmentWorkflow
-from workflows.enrollment_state import EnrollmentWorkflowInput
+from workflows.enrollment_state import DEFAULT_PERIODS_PER_RUN, EnrollmentWorkflowInput
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 MONTHLY = ProductPlan(billing_interval=BillingInterval.MONTHS)
@@ -367,19 +369,21 @@ async def test_ten_years_monthly_keeps_each_run_small(time_skipping_env, databas
     sizes = [len(history.events) for history in runs]
     assert max(sizes) < 1000, sizes
     steady = runs[1:-1]
-    per_period = sum(len(history.events) for history in steady) / (12 * len(steady))
-    assert per_period <= 12, f"{per_period:.1f} history events per period"
+    per_period = sum(len(history.events) for history in steady) / (DEFAULT_PERIODS_PER_RUN * len(steady))
+    assert per_period <= 8, f"{per_period:.1f} history events per period"
+    upserts = [_count(run, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) for run in steady]
+    assert max(upserts) <= 1, f"EnrollmentNextPeriodAt is opt-in: no upsert per period ({upserts} per run)"
 
     stored, orders = await _stored(database_url, enrollment_id)
     assert stored is not None and len(stored.periods) == len(orders) == 121, "the database keeps every period"
     # The workflow carries the recent history only: its view ends like the database and each run's input
     # (the state continued as new) stops growing once the enrollment has more periods than it carries.
     assert view.history_trimmed
-    assert KEPT_PERIODS <= len(view.periods) < KEPT_PERIODS + 12
+    assert KEPT_PERIODS <= len(view.periods) < KEPT_PERIODS + DEFAULT_PERIODS_PER_RUN
     assert view.periods == stored.periods[-len(view.periods) :]
     assert {order.id for order in view.orders} == {period.order_id for period in view.periods}
     inputs = [len(run.events[0].workflow_execution_started_event_attributes.input.payloads[0].data) for run in runs]
-    carried = inputs[2:]  # from the third run on, every run starts with KEPT_PERIODS periods
+    carried = inputs[1:]  # from the second run on, every run starts with KEPT_PERIODS periods
     assert max(carried) - min(carried) < 0.05 * min(carried), inputs
 
 
@@ -432,7 +436,7 @@ async def test_a_command_after_a_boundary_is_applied_after_that_boundary(dev_ser
     await add_product(database_url, "p", MONTHLY)
     task_queue = f"boundary-{uuid.uuid4().hex[:8]}"
     async with running_worker(env, database_url, task_queue=task_queue) as (client, _):
-        start = datetime.now(UTC) + timedelta(seconds=2)
+        start = datetime.now(UTC) + timedelta(seconds=6)  # still ahead after a slow create on a busy machine
         enrollment_id = await client.create_enrollment(product_id="p", user_id="u", start=start)
         assert (await client.get_enrollment(enrollment_id)).status is EnrollmentStatus.INITIAL
     await asyncio.sleep((start - datetime.now(UTC)).total_seconds() + 1)  # the start passes, no worker
@@ -445,3 +449,34 @@ async def test_a_command_after_a_boundary_is_applied_after_that_boundary(dev_ser
     assert len(view.orders) == 1
     assert view.expires == view.periods[0].end, "access runs to the end of the period that started first"
     assert [entry.info for entry in view.log][-2:] == ["started", "terminated: changed my mind"]
+
+
+def _count(history: Any, event_type: int) -> int:
+    return sum(1 for event in history.events if event.event_type == event_type)
+
+
+@SQLITE_ONLY
+async def test_the_next_period_attribute_is_opt_in(time_skipping_env, database_url):
+    env = time_skipping_env
+    await add_product(database_url, "p", MONTHLY)
+    async with running_worker(env, database_url) as (client, _):
+        plain = await client.create_enrollment(product_id="p", user_id="u")
+        opted = EnrollmentsClient(
+            env.client, task_queue=client.task_queue, database_url=database_url, next_period_attribute=True
+        )
+        try:
+            published = await opted.create_enrollment(product_id="p", user_id="u")
+        finally:
+            await opted.close()
+        await env.sleep(timedelta(days=95))
+        counts = {}
+        for enrollment_id in (plain, published):
+            history = await env.client.get_workflow_handle(workflow_id_for(enrollment_id)).fetch_history()
+            counts[enrollment_id] = sum(
+                1
+                for event in history.events
+                if "EnrollmentNextPeriodAt"
+                in event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            )
+    assert counts[plain] == 0, "no upsert of EnrollmentNextPeriodAt unless asked for"
+    assert counts[published] == 1 + 3, "set with the first period, then at each of the three renewals"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import text
@@ -20,21 +21,26 @@ from temporalio.exceptions import ApplicationError
 from activities.checkup import describe_workflow
 from activities.persistence import create_engine, open_store
 from adapters.builtin import director_from_names
+from adapters.director import EnrollmentDirector
 from adapters.domain import (
     MAX_UNITS,
     BillingInterval,
     EnrollmentStatus,
     EnrollmentTerms,
+    OrderConfiguration,
     OrderStatus,
+    PeriodWindow,
     ProductPlan,
     UsageCalculationType,
 )
-from adapters.lifecycle import ErrorType, MessageName, workflow_id_for
+from adapters.licensed import LicensedAdapter
+from adapters.lifecycle import ErrorType, MessageName, generator_task_queue, workflow_id_for
 from adapters.rules import MAX_BACKDATED_PERIODS
 from starter.client import EnrollmentCommandRejected, EnrollmentsClient
 from tests.support.temporal_env import add_product, running_worker
 from workflows.enrollment import EnrollmentWorkflow
 from workflows.enrollment_state import EnrollmentWorkflowInput
+from workflows.order_generator import GenerateEnrollmentOrders, GenerateOrdersInput
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 DAILY = ProductPlan(billing_interval=BillingInterval.DAYS)
@@ -216,3 +222,52 @@ async def test_updates_follow_the_workflow_across_continue_as_new(time_skipping_
         async with open_store(database_url) as store:
             stored = await store.enrollments.get(enrollment_id)
         assert stored is not None and len(stored.periods) >= 20 and stored.status is EnrollmentStatus.ACTIVE
+
+
+class RefusesRenewalsAdapter(LicensedAdapter):
+    """Test adapter (WEEKS plans): the billing system it stands for refuses every order after the first."""
+
+    key: ClassVar[str] = "tests.enrollments.refuses-renewals"
+
+    @classmethod
+    def is_activated_for(cls, plan: ProductPlan) -> bool:
+        return plan.billing_interval is BillingInterval.WEEKS
+
+    async def configuration_for_order(self, period: PeriodWindow) -> OrderConfiguration | None:
+        if self.context.enrollment.periods:
+            raise ValueError("the billing system refuses this renewal")
+        return await super().configuration_for_order(period)
+
+
+@SQLITE_ONLY
+async def test_the_generator_reports_what_needs_attention_and_never_resurrects_a_termination(
+    time_skipping_env, database_url
+):
+    env = time_skipping_env
+    await add_product(database_url, "weekly", ProductPlan(billing_interval=BillingInterval.WEEKS))
+    await add_product(database_url, "daily", DAILY)
+    director = EnrollmentDirector([RefusesRenewalsAdapter, *director_from_names(["licensed"]).adapters])
+    async with running_worker(env, database_url, director=director) as (client, _):
+        stuck = await client.create_enrollment(product_id="weekly", user_id="u1")
+        closed = await client.create_enrollment(product_id="daily", user_id="u2")
+        healthy = await client.create_enrollment(product_id="daily", user_id="u3")
+        await env.client.get_workflow_handle(workflow_id_for(closed)).terminate(reason="support: refund given")
+        await env.sleep(timedelta(days=7, hours=1))
+        assert "refuses this renewal" in ((await client.get_enrollment(stuck)).attention or "")
+
+        result = await env.client.execute_workflow(
+            GenerateEnrollmentOrders.run,
+            GenerateOrdersInput(),
+            id=f"generate-{uuid.uuid4().hex[:8]}",
+            task_queue=generator_task_queue(client.task_queue),
+        )
+        assert not result.success and result.error is not None, "never success over a stuck enrollment"
+        (entry,) = result.error.logs
+        assert entry.name == "EnrollmentNeedsAttention" and stuck in entry.message
+        async with open_store(database_url) as store:
+            recorded = await store.enrollments.get(closed)
+        assert recorded is not None and recorded.status is EnrollmentStatus.TERMINATED
+        assert recorded.log[-1].info == "terminated in Temporal (Terminate: support: refund given)"
+        described = await describe_workflow(env.client, closed)
+        assert described.status is WorkflowExecutionStatus.TERMINATED, "the operator's decision stands"
+        assert len((await client.get_enrollment(healthy)).periods) >= 8, "the healthy one renews as before"

@@ -36,7 +36,7 @@ from adapters.domain import (
     ProductType,
 )
 from adapters.licensed import LicensedAdapter
-from adapters.lifecycle import GeneratorLogEntry, workflow_id_for
+from adapters.lifecycle import GeneratorLogEntry, generator_task_queue, workflow_id_for
 from starter.cli import app
 from tests.support.temporal_env import add_product, running_worker
 from workflows.enrollment_state import EnrollmentWorkflowInput
@@ -87,7 +87,12 @@ async def test_workflow_input_for_a_stored_enrollment_is_the_enrollment_workflow
     terms = EnrollmentTerms(user_id="u", product_id="p", timezone="Europe/Zurich", meta={"k": 1})
     stored = await store.enrollments.create("e1", terms, anchor=now, adapter_key=LicensedAdapter.key, now=now)
     validated = EnrollmentWorkflowInput.model_validate(enrollment_workflow_input(stored))
-    assert validated == EnrollmentWorkflowInput(enrollment_id="e1", terms=terms, start=stored.anchor)
+    expected = EnrollmentWorkflowInput(
+        enrollment_id="e1", terms=terms, start=stored.anchor, next_period_attribute=False
+    )
+    assert validated == expected
+    published = EnrollmentWorkflowInput.model_validate(enrollment_workflow_input(stored, next_period_attribute=True))
+    assert published.next_period_attribute is True
 
 
 async def _store_call(database_url: str, call: Any) -> Any:
@@ -179,9 +184,9 @@ async def test_generator_restarts_catches_up_reports_failures_and_continues_as_n
 
         handle = await env.client.start_workflow(
             GenerateEnrollmentOrders.run,
-            GenerateOrdersInput(page_size=2, pages_per_run=2, concurrency=2),
+            GenerateOrdersInput(page_size=2, pages_per_run=2, concurrency=2, every_open=True),
             id=f"generate-{uuid.uuid4().hex[:8]}",
-            task_queue=client.task_queue,
+            task_queue=generator_task_queue(client.task_queue),
         )
         result = await handle.result()
 
@@ -198,7 +203,7 @@ async def test_generator_restarts_catches_up_reports_failures_and_continues_as_n
         )
         assert "(e-simple): product 'turns-simple' is a SIMPLE_PRODUCT" in logs[1]["message"]
         runs = await _runs(env.client, handle.id, handle.first_execution_run_id or handle.result_run_id or "")
-        assert len(runs) == 3, "9 enrollments in pages of 2, 2 pages per run: continued as new twice"
+        assert len(runs) == 3, "10 open enrollments in pages of 2, 2 pages per run: continued as new twice"
         completed = runs[-1].events[-1].workflow_execution_completed_event_attributes
         assert json.loads(completed.result.payloads[0].data) == result.model_dump(mode="json")
 
@@ -212,11 +217,12 @@ async def test_generator_restarts_catches_up_reports_failures_and_continues_as_n
         stored = await _store_call(database_url, lambda store: store.enrollments.get(killed))
         assert stored.status is EnrollmentStatus.TERMINATED and stored.expires is not None
         assert stored.log[-1].info == "terminated in Temporal (Terminate: an operator's decision)"
-        # Not paged: the scheduled (INITIAL) and the terminated enrollments are left alone.
+        # The scheduled (INITIAL) enrollment was checked and left as it is; the terminated one was not paged.
         assert (await client.get_enrollment(scheduled)).status is EnrollmentStatus.INITIAL
         assert await _status(env.client, ended) is WorkflowExecutionStatus.COMPLETED
 
-        # Overlapping runs a day later while the enrollments advance on their own: one order per period.
+        # Overlapping passes a day later while the enrollments advance on their own: one order per period.
+        # Only the due ones are paged: the two whose product broke are late (their workflows cannot advance).
         await env.sleep(timedelta(days=1, minutes=1))
         billed = [*running, "migrated"]
         first, second = await asyncio.gather(
@@ -225,7 +231,7 @@ async def test_generator_restarts_catches_up_reports_failures_and_continues_as_n
                     GenerateEnrollmentOrders.run,
                     GenerateOrdersInput(page_size=3),
                     id=f"generate-{uuid.uuid4().hex[:8]}",
-                    task_queue=client.task_queue,
+                    task_queue=generator_task_queue(client.task_queue),
                 )
                 for _ in range(2)
             )
@@ -235,7 +241,10 @@ async def test_generator_restarts_catches_up_reports_failures_and_continues_as_n
         counts = await _orders_per_period(database_url, billed)
         for enrollment_id, (periods, orders, distinct) in counts.items():
             assert periods == orders == distinct, (enrollment_id, counts)
-        assert counts["migrated"][0] == 4 and counts[running[0]][0] == 2
+        # As many periods as days have begun since each anchor (the server skips time while passes wait).
+        elapsed = await env.get_current_time() - now
+        assert counts["migrated"][0] == (elapsed + timedelta(days=2, hours=1)) // timedelta(days=1) + 1
+        assert counts[running[0]][0] == elapsed // timedelta(days=1) + 1
         view = await client.get_enrollment(paused)
         assert view.status is EnrollmentStatus.PAUSED and len(view.periods) == 1, "a manual pause gets no period"
 
@@ -258,6 +267,9 @@ async def test_success_and_the_cli(time_skipping_env, database_url):
 
         _remove_product_behind_the_foreign_key(database_url, "daily")
         outcome = await asyncio.to_thread(runner.invoke, app, [*args, "--json"], env=environment)
+        assert outcome.stdout == '{"success":true}\n', "none is due yet: a pass does not look at them"
+        args.append("--all")  # a full pass looks at every open enrollment
+        outcome = await asyncio.to_thread(runner.invoke, app, [*args, "--json"], env=environment)
         assert outcome.exit_code == 1, outcome.output
         reported = json.loads(outcome.stdout)
         assert set(reported) == {"success", "error"} and reported["success"] is False
@@ -271,10 +283,57 @@ async def test_success_and_the_cli(time_skipping_env, database_url):
         # Errors beyond max_logs are counted in one last entry, so the result stays bounded.
         bounded = await env.client.execute_workflow(
             GenerateEnrollmentOrders.run,
-            GenerateOrdersInput(max_logs=2, page_size=1),
+            GenerateOrdersInput(max_logs=2, page_size=1, every_open=True),
             id=f"generate-{uuid.uuid4().hex[:8]}",
-            task_queue=client.task_queue,
+            task_queue=generator_task_queue(client.task_queue),
         )
         assert bounded.error is not None
         assert [entry.name for entry in bounded.error.logs] == ["ProductNotFound", "ProductNotFound", "MoreErrors"]
         assert bounded.error.logs[-1].message.startswith("1 more enrollments could not be processed")
+
+
+@SQLITE_ONLY
+async def test_a_pass_touches_only_due_enrollments(time_skipping_env, database_url):
+    env = time_skipping_env
+    await add_product(database_url, "daily", DAILY)
+    async with running_worker(env, database_url) as (client, _):
+        now = await env.get_current_time()
+        on_time = [await client.create_enrollment(product_id="daily", user_id=f"u{i}") for i in range(4)]
+
+        async def history_lengths() -> dict[str, int]:
+            lengths = {}
+            for enrollment_id in on_time:
+                handle = env.client.get_workflow_handle(workflow_id_for(enrollment_id))
+                lengths[enrollment_id] = len([event async for event in handle.fetch_history_events()])
+            return lengths
+
+        async def late(store: Store) -> None:  # known to the database only, its first period long due
+            terms = EnrollmentTerms(user_id="late", product_id="daily")
+            anchor = now - timedelta(hours=12)
+            await store.enrollments.create("late", terms, anchor=anchor, adapter_key=LicensedAdapter.key, now=anchor)
+
+        await _store_call(database_url, late)
+        before = await history_lengths()
+        # The pass itself has no timers: with time standing still no boundary can come due while it runs.
+        with env.auto_time_skipping_disabled():
+            result = await env.client.execute_workflow(
+                GenerateEnrollmentOrders.run,
+                GenerateOrdersInput(),
+                id=f"generate-{uuid.uuid4().hex[:8]}",
+                task_queue=generator_task_queue(client.task_queue),
+            )
+            assert result.success
+            assert await history_lengths() == before, "no signal, no workflow task for enrollments that are not due"
+            assert await _status(env.client, "late") is WorkflowExecutionStatus.RUNNING, "the late one was started"
+            assert len((await client.get_enrollment("late")).periods) == 1
+
+        # Due within the pass's minute of slack: those are caught up too (their boundary is now).
+        await env.sleep(timedelta(days=1) - timedelta(seconds=30))
+        await env.client.execute_workflow(
+            GenerateEnrollmentOrders.run,
+            GenerateOrdersInput(),
+            id=f"generate-{uuid.uuid4().hex[:8]}",
+            task_queue=generator_task_queue(client.task_queue),
+        )
+        after = await history_lengths()
+        assert all(after[enrollment_id] > before[enrollment_id] for enrollment_id in on_time)

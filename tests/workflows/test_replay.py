@@ -12,7 +12,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from starter.runtime.worker import WORKFLOWS, sandbox_runner
+from starter.runtime.worker import DELIVERY_WORKFLOWS, GENERATOR_WORKFLOWS, WORKFLOWS, sandbox_runner
 from tests.workflows.record_histories import HISTORIES, SCENARIOS
 
 HISTORY_FILES = sorted(HISTORIES.glob("*.json"))
@@ -29,7 +29,9 @@ def test_every_scenario_has_a_recorded_history() -> None:
 async def test_recorded_history_replays(name: str) -> None:
     history = WorkflowHistory.from_json(name, HISTORY_TEXTS[name])
     replayer = Replayer(
-        workflows=list(WORKFLOWS), workflow_runner=sandbox_runner(), data_converter=pydantic_data_converter
+        workflows=[*WORKFLOWS, *GENERATOR_WORKFLOWS, *DELIVERY_WORKFLOWS],
+        workflow_runner=sandbox_runner(),
+        data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -10,7 +10,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from starter.runtime.worker import DELIVERY_WORKFLOWS, WORKFLOWS, sandbox_runner
+from starter.runtime.worker import DELIVERY_WORKFLOWS, GENERATOR_WORKFLOWS, WORKFLOWS, sandbox_runner
 
 IO_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic", "activities", "starter")
 
@@ -26,7 +26,7 @@ def test_workflow_modules_import_no_io_code() -> None:
 
 async def test_worker_validates_the_project_workflows(time_skipping_env) -> None:
     client: Client = time_skipping_env.client
-    every = [*WORKFLOWS, *DELIVERY_WORKFLOWS]
+    every = [*WORKFLOWS, *GENERATOR_WORKFLOWS, *DELIVERY_WORKFLOWS]
     worker = Worker(client, task_queue=f"q-{uuid.uuid4().hex[:6]}", workflows=every, workflow_runner=sandbox_runner())
     assert list(worker.config()["workflows"]) == every  # validated while constructing
     async with worker:

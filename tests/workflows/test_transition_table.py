@@ -38,6 +38,7 @@ class StateSetup:
     product: str
     start_in: timedelta | None
     setup: Setup
+    activate_on_payment: bool = False
 
 
 async def _schedule_pause(client: EnrollmentsClient, enrollment_id: str) -> None:
@@ -58,6 +59,7 @@ async def _terminate(client: EnrollmentsClient, enrollment_id: str) -> None:
 
 STATES: dict[str, StateSetup] = {
     "INITIAL": StateSetup("monthly", timedelta(days=10), _nothing),
+    "INITIAL(awaiting payment)": StateSetup("monthly", None, _nothing, activate_on_payment=True),
     "ACTIVE": StateSetup("monthly", None, _nothing),
     "ACTIVE+pause@end": StateSetup("monthly", None, _schedule_pause),
     "ACTIVE+terminate@end": StateSetup("monthly", None, _schedule_termination),
@@ -100,6 +102,16 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate@end": Expect(TERMINATED, expires="now"),
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": REJECT,
+        "activate": Expect(ACTIVE),
+    },
+    "INITIAL(awaiting payment)": {
+        "pause": REJECT,
+        "pause@end": REJECT,
+        "resume": REJECT,
+        "terminate": Expect(TERMINATED, expires="now"),
+        "terminate@end": Expect(TERMINATED, expires="now"),
+        "terminate!": Expect(TERMINATED, expires="now"),
+        "order_confirmed": Expect(ACTIVE),
         "activate": Expect(ACTIVE),
     },
     "ACTIVE": {
@@ -197,7 +209,11 @@ async def test_every_state_times_every_command(time_skipping_env, database_url):
                 now = await env.get_current_time()
                 start = now + setup.start_in if setup.start_in else None
                 await client.create_enrollment(
-                    product_id=setup.product, user_id="u", enrollment_id=enrollment_id, start=start
+                    product_id=setup.product,
+                    user_id="u",
+                    enrollment_id=enrollment_id,
+                    start=start,
+                    activate_on_payment=setup.activate_on_payment,
                 )
                 cells.append((state, command, enrollment_id))
         # One sleep makes every weekly-overdue enrollment overdue (one day past its unpaid period start).
