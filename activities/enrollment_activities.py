@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.change_activities import ChangeActivities
 from activities.faults import FaultPoint, fault_injector
 from activities.persistence import (
     EnrollmentConflict,
@@ -56,6 +57,7 @@ from adapters.lifecycle import (
     StatusChangeRequest,
     recent_history,
 )
+from adapters.pricing import price_problem, priced_order
 from adapters.rules import next_wake_up, plan_product_problem, start_problem, stored_plan_problem
 
 MAX_PERIODS_PER_ADVANCE = 100
@@ -95,11 +97,12 @@ class EnrollmentActivities:
             self.change_enrollment_status,
             self.set_scheduled_action,
             self.apply_order_status,
+            ChangeActivities(self.store).change_enrollment,
         ]
 
-    async def _plan_product(self, product_id: str) -> Product:
+    async def _plan_product(self, product_id: str, version: int | None = None) -> Product:
         try:
-            product = await self.store.products.get(product_id)
+            product = await self.store.products.get(product_id, version)
         except ValidationError as error:  # a row written by another tool: retrying cannot fix it
             raise non_retryable(*stored_plan_problem(product_id, error)) from None
         problem = plan_product_problem(product_id, product)
@@ -164,6 +167,9 @@ class EnrollmentActivities:
             )
             if problem is not None:
                 raise non_retryable(ErrorType.INVALID_START, problem)
+            no_price = price_problem(product, request.terms.currency_code)
+            if no_price is not None:
+                raise non_retryable(ErrorType.NO_PRICE, no_price)
         try:
             enrollment = await self.store.enrollments.create(
                 request.enrollment_id,
@@ -233,7 +239,7 @@ class EnrollmentActivities:
         return await self.store.enrollments.change_status(enrollment.id, change)
 
     async def _advance(self, enrollment: Enrollment, request: AdvanceRequest) -> AdvanceResult:
-        product = await self._plan_product(enrollment.product_id)
+        product = await self._plan_product(enrollment.product_id, enrollment.plan_version)
         adapter_key = enrollment.adapter_key or self.director.resolve(product.require_plan()).key
         actions = self._actions(enrollment, product, request.now, adapter_key)
         next_window = await actions.next_period()
@@ -246,6 +252,7 @@ class EnrollmentActivities:
             # In arrears, a period's order is made by the billing pass below once the period has ended.
             wants_order = not (next_window.is_trial or in_arrears)
             order = await actions.configuration_for_order(next_window) if wants_order else None
+            order = None if order is None else priced_order(order, product, enrollment.currency_code)
             paid = checkout_paid_order(enrollment, next_window, order, in_arrears=in_arrears)
             period, made = await self.store.billing.add_period(
                 request.enrollment_id,
@@ -320,7 +327,9 @@ class EnrollmentActivities:
         """The adapter's ``configuration_for_order`` for ``enrollment``, on the services it is handed."""
 
         async def make_order(window: PeriodWindow, services: EnrollmentServices) -> OrderConfiguration | None:
-            return await self._actions(enrollment, product, now, adapter_key, services).configuration_for_order(window)
+            actions = self._actions(enrollment, product, now, adapter_key, services)
+            order = await actions.configuration_for_order(window)
+            return None if order is None else priced_order(order, product, enrollment.currency_code)
 
         return make_order
 

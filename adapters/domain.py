@@ -6,24 +6,24 @@ Every datetime is timezone-aware; validation errors name the offending field.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from adapters.text import control_characters
+from adapters.values import DomainModel as DomainModel
+from adapters.values import Identifier as Identifier
+from adapters.values import Line as Line
+from adapters.values import TimezoneName as TimezoneName
+from adapters.values import UtcDatetime as UtcDatetime
+from adapters.values import isoformat_utc as isoformat_utc
+from adapters.values import known_timezones as known_timezones
 
 MAX_QUANTITY = 1_000_000
 """Most units of a plan an enrollment orders each period (licensed quantity)."""
@@ -86,96 +86,6 @@ ORDER_STATUS_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 """Allowed order status changes; setting the status an order already has is accepted and changes nothing."""
 
 
-def _check_timezone(name: str) -> str:
-    if name in ("", "localtime") or name.startswith(("/", ".")) or ".." in name:
-        raise ValueError(f"unknown IANA time zone {name!r}")
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"unknown IANA time zone {name!r}") from error
-    return name
-
-
-TimezoneName = Annotated[str, AfterValidator(_check_timezone)]
-
-
-def _check_identifier(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    if value != value.strip():
-        raise ValueError(f"must not start or end with white space, got {value!r}")
-    controls = control_characters(value)
-    if controls:
-        raise ValueError(f"must not contain control characters ({', '.join(controls)})")
-    return value
-
-
-def _check_line(value: str) -> str:
-    controls = control_characters(value)
-    if controls:
-        raise ValueError(f"must be one line of text without control characters ({', '.join(controls)})")
-    return value
-
-
-Identifier = Annotated[str, AfterValidator(_check_identifier)]
-"""An id people type and read (enrollment, user, product, order): no control characters, no blank, no outer spaces."""
-
-Line = Annotated[str, AfterValidator(_check_line)]
-"""Free text shown on one line (a reason): no line breaks or other control characters."""
-"""An IANA time zone name such as ``Europe/Zurich``; rejected with a clear error when unknown."""
-
-
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-"""A timezone-aware datetime, normalised to UTC (naive datetimes are rejected)."""
-
-
-def isoformat_utc(value: datetime) -> str:
-    """``value`` in UTC as ISO 8601 with a ``Z`` suffix, e.g. ``2031-01-31T00:00:00Z`` (naive is an error).
-
-    The one format the project prints and exchanges datetimes in (CLI output, messages, summaries).
-    """
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"cannot format naive datetime {value.isoformat()} as UTC")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
-
-
-def known_timezones() -> frozenset[str]:
-    """All IANA zone names the interpreter knows (for fuzzing and CLI completion)."""
-    return frozenset(available_timezones())
-
-
-_UNSET: Any = object()
-
-
-class DomainModel(BaseModel):
-    """Base of every domain model: unknown fields are errors, values are validated on assignment.
-
-    A rejected assignment leaves the model as it was (pydantic alone keeps the new value when a model
-    validator rejects it, which would leave e.g. a period ending before it starts).
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in type(self).model_fields:
-            super().__setattr__(name, value)
-            return
-        previous = self.__dict__.get(name, _UNSET)
-        was_set = name in self.model_fields_set
-        try:
-            super().__setattr__(name, value)
-        except ValidationError:
-            if previous is not _UNSET:
-                self.__dict__[name] = previous
-            if not was_set:
-                self.model_fields_set.discard(name)
-            raise
-
-
 class ConfigurationEntry(DomainModel):
     """One key/value pair of an enrollment's or order position's configuration."""
 
@@ -186,8 +96,22 @@ class ConfigurationEntry(DomainModel):
 Configuration = Annotated[list[ConfigurationEntry], Field(max_length=MAX_CONFIGURATION_ENTRIES)]
 
 
+class Proration(StrEnum):
+    """How a change within a period splits it: by elapsed seconds, or by calendar days in the enrollment's zone."""
+
+    SECONDS = "seconds"
+    DAYS = "days"
+
+
+class Price(DomainModel):
+    """A plan's price in one currency: integer minor units (cents) per unit of quantity per period."""
+
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. CHF")
+    amount: int = Field(ge=0, le=MAX_STORED_INTEGER, description="minor units per unit of quantity per period")
+
+
 class ProductPlan(DomainModel):
-    """How a plan product bills: interval, count and an optional trial."""
+    """How a plan product bills: interval, count, an optional trial, and its prices (none: orders without amounts)."""
 
     usage_calculation_type: UsageCalculationType = UsageCalculationType.LICENSED
     billing_interval: BillingInterval
@@ -195,6 +119,18 @@ class ProductPlan(DomainModel):
     trial_interval_count: int = Field(default=0, ge=0, le=1_000)
     # Declared after the count so that its validator sees the count and the error is located here.
     trial_interval: BillingInterval | None = Field(default=None, validate_default=True)
+
+    prices: list[Price] = Field(default_factory=list, max_length=200)
+    proration: Proration = Proration.SECONDS
+
+    @field_validator("prices")
+    @classmethod
+    def _one_price_per_currency(cls, value: list[Price]) -> list[Price]:
+        currencies = [price.currency for price in value]
+        repeated = sorted({currency for currency in currencies if currencies.count(currency) > 1})
+        if repeated:
+            raise ValueError(f"one price per currency, got several in {', '.join(repeated)}")
+        return value
 
     @field_validator("trial_interval")
     @classmethod
@@ -223,6 +159,7 @@ class Product(DomainModel):
     title: str | None = Field(default=None, max_length=256)
     price_amount: int | None = Field(default=None, ge=0, le=MAX_STORED_INTEGER, description="minor units, e.g. cents")
     price_currency: str | None = Field(default=None, min_length=3, max_length=3)
+    version: int = Field(default=1, ge=1, description="the version of its plan; a change of the plan makes the next")
 
     @field_validator("plan")
     @classmethod
@@ -304,10 +241,18 @@ class Period(PeriodWindow):
 
 
 class OrderPosition(DomainModel):
+    """One line of an order. Priced lines carry ``unit_amount`` and ``amount`` (minor units; a credit is
+    negative); lines of a plan without prices carry neither."""
+
     product_id: str = Field(min_length=1)
     original_product_id: str = Field(min_length=1)
     quantity: int = Field(ge=0, le=MAX_UNITS)
     configuration: Configuration = Field(default_factory=list)
+    unit_amount: int | None = Field(default=None, ge=0, le=MAX_STORED_INTEGER, description="price per unit a period")
+    amount: int | None = Field(
+        default=None, ge=-MAX_STORED_INTEGER, le=MAX_STORED_INTEGER, description="what the line bills (minor units)"
+    )
+    description: Line | None = Field(default=None, max_length=500, description="what a prorated line covers")
 
 
 class OrderConfiguration(DomainModel):
@@ -316,6 +261,7 @@ class OrderConfiguration(DomainModel):
     period: PeriodWindow
     order_context: dict[str, Any] = Field(default_factory=dict)
     order_position_templates: list[OrderPosition] = Field(min_length=1)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$", description="of its priced positions")
 
 
 class Order(DomainModel):
@@ -328,6 +274,8 @@ class Order(DomainModel):
     positions: list[OrderPosition] = Field(default_factory=list)
     context: dict[str, Any] = Field(default_factory=dict)
     created: UtcDatetime | None = None
+    currency: str | None = None
+    total: int | None = Field(default=None, description="sum of its positions' amounts; None when unpriced")
 
 
 def order_status_change_problem(order: Order, status: OrderStatus) -> str | None:
@@ -391,6 +339,15 @@ class ScheduledAction(DomainModel):
     reason: Line | None = None
 
 
+class PendingChange(DomainModel):
+    """A plan or quantity change that takes effect when the current period ends (at ``at``)."""
+
+    at: UtcDatetime
+    product_id: Identifier = Field(min_length=1, max_length=128)
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    plan_version: int | None = Field(default=None, ge=1, description="the product's plan version it moves to")
+
+
 class EnrollmentLogEntry(DomainModel):
     """One line of an enrollment's append-only history: what happened and why."""
 
@@ -445,6 +402,8 @@ class Enrollment(EnrollmentTerms):
     expires: UtcDatetime | None = None
     adapter_key: str | None = Field(default=None, description="key of the adapter resolved at registration")
     scheduled: ScheduledAction | None = Field(default=None, description="a pause or termination at period end")
+    pending_change: PendingChange | None = Field(default=None, description="a plan change at period end")
+    plan_version: int | None = Field(default=None, description="the version of its product's plan it is billed on")
     next_wake_up: UtcDatetime | None = Field(
         default=None, description="when its workflow next acts on its own (a period, a deadline, the start)"
     )

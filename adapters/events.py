@@ -22,6 +22,7 @@ from adapters.domain import (
     OrderPosition,
     OrderStatus,
     PauseReason,
+    PendingChange,
     UtcDatetime,
     isoformat_utc,
 )
@@ -35,6 +36,8 @@ class EventType(StrEnum):
     ORDER_CREATED = "order.created"
     ORDER_STATUS_CHANGED = "order.status_changed"
     USAGE_BILLED = "usage.billed"
+    ENROLLMENT_CHANGED = "enrollment.changed"
+    ENROLLMENT_CHANGE_SCHEDULED = "enrollment.change_scheduled"
 
 
 class EventData(DomainModel):
@@ -91,7 +94,7 @@ class EventPeriod(EventData):
 
 
 class OrderCreated(EventData):
-    """An order the engine generated for a period."""
+    """An order the engine generated for a period (or a change within one): its lines with their amounts."""
 
     id: str
     number: str
@@ -99,6 +102,10 @@ class OrderCreated(EventData):
     period: EventPeriod
     positions: list[OrderPosition]
     context: dict[str, Any]
+    currency: str | None = Field(default=None, description="of its priced lines; None on a plan without prices")
+    total: int | None = Field(
+        default=None, description="sum of the lines' amounts in minor units (negative: a credit note); None unpriced"
+    )
 
 
 class OrderStatusChanged(EventData):
@@ -118,6 +125,25 @@ class UsageBilled(EventData):
     order_id: str | None = None
 
 
+class EnrollmentChanged(EventData):
+    """Plan (product), quantity or terms changed; the anchor when the schedule moved, the order the change made."""
+
+    from_product_id: str
+    product_id: str
+    from_quantity: int
+    quantity: int
+    terms: list[str] = Field(default_factory=list, description="names of the terms replaced")
+    anchor: UtcDatetime | None = Field(default=None, description="the new anchor, when the schedule moved")
+    order_id: str | None = Field(default=None, description="the adjustment order or the new period's order")
+    info: str
+
+
+class ChangeScheduled(EventData):
+    """A change was scheduled for period end (``pending``), or the pending one was withdrawn (``pending`` None)."""
+
+    pending: PendingChange | None
+
+
 EVENT_DATA: dict[EventType, type[EventData]] = {
     EventType.ENROLLMENT_CREATED: EnrollmentCreated,
     EventType.ENROLLMENT_ACTIVATED: EnrollmentActivated,
@@ -126,6 +152,8 @@ EVENT_DATA: dict[EventType, type[EventData]] = {
     EventType.ORDER_CREATED: OrderCreated,
     EventType.ORDER_STATUS_CHANGED: OrderStatusChanged,
     EventType.USAGE_BILLED: UsageBilled,
+    EventType.ENROLLMENT_CHANGED: EnrollmentChanged,
+    EventType.ENROLLMENT_CHANGE_SCHEDULED: ChangeScheduled,
 }
 """The ``data`` model of each event type."""
 

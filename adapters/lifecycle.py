@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from adapters.domain import (
+    MAX_QUANTITY,
+    Address,
+    Contact,
     DomainModel,
     Enrollment,
     EnrollmentStatus,
@@ -24,6 +27,7 @@ from adapters.domain import (
     OrderStatus,
     PauseReason,
     Period,
+    ProviderRef,
     ScheduledAction,
     StatusChange,
     UtcDatetime,
@@ -85,6 +89,7 @@ def recent_history(enrollment: Enrollment) -> Enrollment:
 class ActivityName(StrEnum):
     """Activity names, shared by the workflow (which calls by name) and the activities (which register)."""
 
+    CHANGE = "change_enrollment"
     REGISTER = "register_enrollment"
     ADVANCE = "advance_enrollment"
     CHANGE_STATUS = "change_enrollment_status"
@@ -106,6 +111,8 @@ class MessageName(StrEnum):
     TERMINATE_UPDATE = "terminate"
     ORDER_STATUS_UPDATE = "change_order_status"
     ACTIVATE_UPDATE = "activate"
+    CHANGE_SIGNAL = "change_enrollment"
+    CHANGE_UPDATE = "change"
     REGISTRATION_UPDATE = "registration"
     STATE_QUERY = "state"
     ACCESS_QUERY = "is_valid_for_activation"
@@ -127,6 +134,8 @@ class ErrorType(StrEnum):
     INVALID_START = "InvalidStart"
     INVALID_SCHEDULE = "InvalidSchedule"
     ENROLLMENT_TERMINATED = "EnrollmentTerminated"
+    NO_PRICE = "NoPrice"
+    INVALID_CHANGE = "InvalidChange"
 
 
 # --- activity contracts ----------------------------------------------------------------------------
@@ -219,19 +228,30 @@ class OrderStatusRequest(DomainModel):
 # --- workflow commands: one model per command, for its signal, its update, the client and the simulator ---
 
 
+def _effective_at() -> Any:
+    return Field(
+        default=None,
+        description="when it takes effect (default: when the workflow receives it): a past instant, not before the "
+        "enrollment last changed; a script's commands land exactly on their times, a preview meets its change",
+    )
+
+
 class PauseCommand(DomainModel):
     kind: Literal["pause"] = "pause"
+    at: UtcDatetime | None = _effective_at()
     reason: Line | None = Field(default=None, max_length=500)
     at_period_end: bool = False
 
 
 class ResumeCommand(DomainModel):
     kind: Literal["resume"] = "resume"
+    at: UtcDatetime | None = _effective_at()
     reason: Line | None = Field(default=None, max_length=500)
 
 
 class TerminateCommand(DomainModel):
     kind: Literal["terminate"] = "terminate"
+    at: UtcDatetime | None = _effective_at()
     reason: Line | None = Field(default=None, max_length=500)
     at_period_end: bool = False
     immediately: bool = False
@@ -260,7 +280,71 @@ class ActivateCommand(DomainModel):
     reason: Line | None = Field(default=None, max_length=500)
 
 
-Command = PauseCommand | ResumeCommand | TerminateCommand | OrderStatusCommand | CatchUpCommand | ActivateCommand
+class ChangeWhen(StrEnum):
+    NOW = "now"
+    PERIOD_END = "period_end"
+
+
+class ChangeProration(StrEnum):
+    """A change now: credit the unused part and charge the remainder (``prorate``), or bill nothing (``none``)."""
+
+    PRORATE = "prorate"
+    NONE = "none"
+
+
+class TermsChange(DomainModel):
+    """Terms a change replaces at once: each one given (not None) replaces the enrollment's."""
+
+    billing_address: Address | None = None
+    contact: Contact | None = None
+    payment: ProviderRef | None = None
+    delivery: ProviderRef | None = None
+    meta: dict[str, Any] | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in type(self).model_fields if getattr(self, name) is not None}
+
+
+class ChangeCommand(DomainModel):
+    """Change the plan (product), quantity or terms: now or at period end; or withdraw a pending change."""
+
+    kind: Literal["change"] = "change"
+    product_id: Identifier | None = Field(default=None, max_length=128)
+    quantity: int | None = Field(default=None, ge=1, le=MAX_QUANTITY)
+    terms: TermsChange | None = None
+    when: ChangeWhen = ChangeWhen.NOW
+    proration: ChangeProration | None = Field(default=None, description="for changes now; default prorate")
+    cancel: bool = Field(default=False, description="withdraw the change pending at period end")
+    plan_version: int | None = Field(
+        default=None, ge=1, description="the product's plan version to move to (default: the latest)"
+    )
+    at: UtcDatetime | None = _effective_at()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        changes = self.product_id is not None or self.quantity is not None or bool(self.terms and self.terms.given())
+        if self.cancel and (changes or self.proration is not None):
+            raise ValueError("cancel withdraws the pending change: it takes no product, quantity, terms or proration")
+        if not self.cancel and not changes:
+            raise ValueError("names nothing to change: give a product_id, a quantity or terms")
+        if self.when is ChangeWhen.PERIOD_END and self.proration is not None:
+            raise ValueError("proration applies to changes now, not to changes at period end")
+        return self
+
+    @property
+    def plan_changes(self) -> bool:
+        return self.product_id is not None or self.quantity is not None
+
+
+Command = (
+    PauseCommand
+    | ResumeCommand
+    | TerminateCommand
+    | OrderStatusCommand
+    | CatchUpCommand
+    | ActivateCommand
+    | ChangeCommand
+)
 CommandBody = Annotated[Command, Field(discriminator="kind")]
 
 
@@ -301,6 +385,12 @@ COMMAND_MESSAGES: dict[type[DomainModel], CommandMessages] = {
     ),
     CatchUpCommand: CommandMessages(
         MessageName.CATCH_UP_SIGNAL, "Re-check due periods and deadlines now (order generator).", None, ""
+    ),
+    ChangeCommand: CommandMessages(
+        MessageName.CHANGE_SIGNAL,
+        "Change plan, quantity or terms: now (prorated or not) or at period end; `cancel` withdraws a pending one.",
+        MessageName.CHANGE_UPDATE,
+        "Change and wait for the result; refused changes (unknown product, no price, …) change nothing.",
     ),
     ActivateCommand: CommandMessages(
         None,

@@ -8,11 +8,13 @@ quantity is the units recorded in ``[start, end)``; no usage, no order.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 from adapters.base import EnrollmentAdapter
 from adapters.domain import (
     ConfigurationEntry,
+    Enrollment,
     OrderConfiguration,
     OrderPosition,
     PeriodWindow,
@@ -51,20 +53,25 @@ class MeteredAdapter(EnrollmentAdapter):
         if services is None:
             raise RuntimeError(f"{self.key} needs the usage service to bill enrollment {enrollment.id!r}")
         units = await services.usage_units(enrollment.id, period.start, end)
-        if units == 0:
-            return None
-        usage = {USAGE_UNITS: str(units), PERIOD_START: isoformat_utc(period.start), PERIOD_END: isoformat_utc(end)}
-        configuration = [entry for entry in enrollment.configuration if entry.key not in USAGE_KEYS]
-        configuration += [ConfigurationEntry(key=key, value=value) for key, value in usage.items()]
-        return OrderConfiguration(
-            period=PeriodWindow(start=period.start, end=period.end, is_trial=period.is_trial),
-            order_context={USAGE_UNITS: units, PERIOD_START: usage[PERIOD_START], PERIOD_END: usage[PERIOD_END]},
-            order_position_templates=[
-                OrderPosition(
-                    product_id=enrollment.product_id,
-                    original_product_id=enrollment.product_id,
-                    quantity=units,
-                    configuration=configuration,
-                )
-            ],
-        )
+        return usage_order(enrollment, period, end, units)
+
+
+def usage_order(enrollment: Enrollment, period: PeriodWindow, end: datetime, units: int) -> OrderConfiguration | None:
+    """The order billing ``units`` used in ``period`` up to ``end`` (its service end); None for no usage."""
+    if units == 0:
+        return None
+    usage = {USAGE_UNITS: str(units), PERIOD_START: isoformat_utc(period.start), PERIOD_END: isoformat_utc(end)}
+    configuration = [entry for entry in enrollment.configuration if entry.key not in USAGE_KEYS]
+    configuration += [ConfigurationEntry(key=key, value=value) for key, value in usage.items()]
+    return OrderConfiguration(
+        period=PeriodWindow(start=period.start, end=period.end, is_trial=period.is_trial),
+        order_context={USAGE_UNITS: units, PERIOD_START: usage[PERIOD_START], PERIOD_END: usage[PERIOD_END]},
+        order_position_templates=[
+            OrderPosition(
+                product_id=enrollment.product_id,
+                original_product_id=enrollment.product_id,
+                quantity=units,
+                configuration=configuration,
+            )
+        ],
+    )

@@ -13,6 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from adapters.changes import ChangeRequest, ChangeResult
     from adapters.domain import DomainModel, Order
     from adapters.lifecycle import (
         ActivityName,
@@ -83,3 +84,10 @@ async def apply_order_status(request: OrderStatusRequest) -> Order:
     return await _execute(
         ActivityName.APPLY_ORDER_STATUS, request, Order, f"order {request.order_id} → {request.status}"
     )
+
+
+async def change(request: ChangeRequest) -> ChangeResult:
+    """Decide and store a change of plan, quantity or terms (idempotent by its event key)."""
+    command = request.command
+    what = "withdraw the pending change" if command.cancel else f"change {command.when}"
+    return await _execute(ActivityName.CHANGE, request, ChangeResult, what)

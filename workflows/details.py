@@ -65,6 +65,10 @@ def render_details(view: EnrollmentView) -> str:
         lines.append(f"**Expires:** {_when(view.expires, zone)}  ")
     if view.scheduled is not None:
         lines.append(f"**Scheduled:** {view.scheduled.kind} at {_when(view.scheduled.at, zone)}  ")
+    pending = view.pending_change
+    if pending is not None:
+        change = f"{escape_markdown(pending.product_id)} × {pending.quantity}"
+        lines.append(f"**Change at period end:** {change} at {_when(pending.at, zone)}  ")
     orders = {order.id: order for order in view.orders}
     shown = view.periods[-RECENT_PERIODS:]
     lines += [

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         ATTENTION,
         ActivateCommand,
         CatchUpCommand,
+        ChangeCommand,
         Command,
         EnrollmentView,
         ErrorType,
@@ -259,7 +260,11 @@ class EnrollmentWorkflow:
         return adapter.is_valid_for_activation(enrollment, moment)
 
     def _queue(self, body: Command, *, from_update: bool) -> QueuedCommand:
-        command = QueuedCommand(id=str(workflow.uuid4()), at=workflow.now(), body=body, from_update=from_update)
+        now = workflow.now()
+        # A command may name the instant it takes effect (a change): a moment already past, never the future.
+        effective = getattr(body, "at", None)
+        at = effective if effective is not None and effective <= now else now
+        command = QueuedCommand(id=str(workflow.uuid4()), at=at, body=body, from_update=from_update)
         self.state.commands.append(command)
         return command
 
@@ -309,6 +314,8 @@ class EnrollmentWorkflow:
     terminate_update = command_update(TerminateCommand)
     order_status_update = command_update(OrderStatusCommand)
     activate_update = command_update(ActivateCommand)
+    change_signal = command_signal(ChangeCommand)
+    change_update = command_update(ChangeCommand)
 
     @workflow.update(
         name=MessageName.REGISTRATION_UPDATE, description="Wait until the enrollment is registered; returns it."

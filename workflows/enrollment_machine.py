@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         ActivateCommand,
         AdvanceRequest,
         CatchUpCommand,
+        ChangeCommand,
         Command,
         ErrorType,
         OrderStatusCommand,
@@ -50,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         order_voided_by_termination,
     )
     from workflows import activity_calls
+    from workflows.change_steps import apply_change, apply_pending
     from workflows.enrollment_state import CommandOutcome, EnrollmentWorkflowState
     from workflows.transitions import rejection
 
@@ -88,6 +90,7 @@ class EnrollmentMachine:
             "order_status": self._order_status,
             "catch_up": self._catch_up,
             "activate": self._activate,
+            "change": self._change,
         }
 
     @property
@@ -135,6 +138,9 @@ class EnrollmentMachine:
             await self._schedule(None)
             await self._apply_scheduled(scheduled)
             self._store_wake_up()
+        pending = self.enrollment.pending_change
+        if pending is not None and now >= pending.at:
+            await apply_pending(self, pending)
         if self._advance_due(now):
             await self._advance(now, reconcile=not before_command)
 
@@ -222,7 +228,7 @@ class EnrollmentMachine:
             self._take_over_termination(result.terminated, "the database has it TERMINATED")
             return
         self.state.attention = self.state.attention_type = None
-        self._merge([*result.periods, *result.billed], result.orders)
+        self.merge([*result.periods, *result.billed], result.orders)
         if result.periods or result.billed:
             self.enrollment.updated = now  # as stored: the billing transaction stamps the row with ``now``
         self.state.periods_this_run += len(result.periods)
@@ -250,7 +256,8 @@ class EnrollmentMachine:
             )
             self.state.needs_advance = True
 
-    def _merge(self, periods: list[Period], orders: list[Order]) -> None:
+    def merge(self, periods: list[Period], orders: list[Order]) -> None:
+        """Take ``periods`` (a known start: its new version) and the orders not known yet."""
         enrollment = self.enrollment
         # A known period comes back when it was billed in arrears: take the new version (order, billed_at).
         returned = {period.start: period for period in periods}
@@ -314,6 +321,9 @@ class EnrollmentMachine:
         """Record an update's outcome (None error: applied); its handler is waiting for it."""
         if command.from_update:
             self.state.outcomes[command.id] = CommandOutcome(error=error, error_type=error_type)
+
+    async def _change(self, body: ChangeCommand, at: datetime) -> None:
+        await apply_change(self, body, at)
 
     async def _catch_up(self, body: CatchUpCommand, at: datetime) -> None:
         self.state.needs_advance = self.enrollment.status is not EnrollmentStatus.TERMINATED

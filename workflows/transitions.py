@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from adapters.lifecycle import (
         ActivateCommand,
+        ChangeCommand,
+        ChangeWhen,
         Command,
         OrderStatusCommand,
         PauseCommand,
@@ -40,6 +42,7 @@ class _Situation:
     scheduled: ScheduledAction | None
     orders: list[Order]
     all_orders_known: bool
+    at: datetime
 
     @property
     def name(self) -> str:
@@ -96,7 +99,42 @@ def _order_status(situation: _Situation, command: OrderStatusCommand) -> str | N
     return order_status_change_problem(order, command.status)
 
 
+def _change(situation: _Situation, command: ChangeCommand) -> str | None:
+    pending, scheduled = situation.enrollment.pending_change, situation.scheduled
+    if command.cancel and pending is None:
+        return f"{situation.name} has no change pending at period end to withdraw"
+    terminating = scheduled is not None and scheduled.kind == "terminate"
+    if command.when is ChangeWhen.PERIOD_END and command.plan_changes and terminating and scheduled is not None:
+        return (
+            f"{situation.name} terminates at period end ({isoformat_utc(scheduled.at)}): a change then would "
+            "never take effect; resume first to withdraw the termination"
+        )
+    return None
+
+
+def _effective_at_problem(situation: _Situation, command: Command) -> str | None:
+    """Why the instant ``command`` names to take effect cannot be (the future, or before the last change)."""
+    effective = getattr(command, "at", None)
+    if effective is None:
+        return None
+    if effective > situation.at:
+        now = isoformat_utc(situation.at)
+        return f"a {command.kind} cannot take effect in the future ({isoformat_utc(effective)}; it is {now})"
+    enrollment = situation.enrollment
+    # Business times (what the log and the periods say), not when the workflow got round to them.
+    latest = enrollment.latest_period
+    moments = [*(entry.at for entry in enrollment.log[-1:]), *([latest.start] if latest is not None else [])]
+    last_change = max(moments, default=enrollment.anchor)
+    if effective < last_change:
+        return (
+            f"a {command.kind} cannot take effect at {isoformat_utc(effective)}, before {situation.name} last "
+            f"changed ({isoformat_utc(last_change)})"
+        )
+    return None
+
+
 _RULES: dict[str, Callable[[_Situation, Any], str | None]] = {
+    "change": _change,
     "pause": _pause,
     "resume": _resume,
     "activate": _activate,
@@ -127,7 +165,10 @@ def rejection(
         return None
     if enrollment is None:
         return "the enrollment is not registered yet"
-    situation = _Situation(enrollment, scheduled, orders, all_orders_known)
+    situation = _Situation(enrollment, scheduled, orders, all_orders_known, at)
+    problem = _effective_at_problem(situation, command)
+    if problem is not None:
+        return problem
     if situation.status is EnrollmentStatus.TERMINATED and command.kind not in _ALLOWED_AFTER_TERMINATION:
         return f"{situation.name} is TERMINATED; it accepts no {command.kind}"
     return rule(situation, command)

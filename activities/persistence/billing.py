@@ -40,6 +40,7 @@ from adapters.events import (
     UsageBilled,
     time_key,
 )
+from adapters.pricing import order_total
 from adapters.rules import describe_window, new_period_problem
 
 MakeOrder = Callable[[PeriodWindow, EnrollmentServices], Awaitable[OrderConfiguration | None]]
@@ -137,7 +138,7 @@ class BillingRepository:
             order_row = (
                 None
                 if order is None
-                else await _insert_order(session, enrollment_id, period, order, now, status=order_status)
+                else await insert_order(session, enrollment_id, period, order, now, status=order_status)
             )
             stored = PeriodRow(
                 enrollment_id=enrollment_id,
@@ -152,7 +153,7 @@ class BillingRepository:
             started = PeriodStarted(
                 start=period.start, end=period.end, is_trial=period.is_trial, order_id=stored.order_id
             )
-            events = [] if order_row is None else [_order_created(order_row, period.start)]
+            events = [] if order_row is None else [order_created_event(order_row, period.start)]
             events.append(NewEvent(EventType.ENROLLMENT_PERIOD_STARTED, time_key(period.start), period.start, started))
             await record_events(session, enrollment_id, *events)
             return _with_order(stored, order_row)
@@ -190,7 +191,7 @@ class BillingRepository:
             order_row = None
             if order is not None:
                 _check_order_window(enrollment_id, window, order)
-                order_row = await _insert_order(session, enrollment_id, window, order, now)
+                order_row = await insert_order(session, enrollment_id, window, order, now)
                 stored.order_id = order_row.id
             stored.billed_at = now
             enrollment.updated = now
@@ -202,7 +203,7 @@ class BillingRepository:
                 units=await usage_total(session, enrollment_id, stored.start, ended),
                 order_id=stored.order_id,
             )
-            events = [] if order_row is None else [_order_created(order_row, ended)]
+            events = [] if order_row is None else [order_created_event(order_row, ended)]
             events.append(NewEvent(EventType.USAGE_BILLED, time_key(stored.start), ended, billed))
             await record_events(session, enrollment_id, *events)
             return _with_order(stored, order_row)
@@ -261,7 +262,7 @@ class BillingRepository:
             return [order_of(row) for row in rows]
 
 
-async def _insert_order(
+async def insert_order(
     session: AsyncSession,
     enrollment_id: str,
     period: PeriodWindow,
@@ -282,6 +283,8 @@ async def _insert_order(
         context=payload["order_context"],
         created=now,
         updated=now,
+        currency=order.currency,
+        total=order_total(order.order_position_templates),
         positions=[
             OrderPositionRow(
                 position=index,
@@ -289,6 +292,9 @@ async def _insert_order(
                 original_product_id=position["original_product_id"],
                 quantity=position["quantity"],
                 configuration=position["configuration"],
+                unit_amount=position["unit_amount"],
+                amount=position["amount"],
+                description=position["description"],
             )
             for index, position in enumerate(payload["order_position_templates"])
         ],
@@ -298,7 +304,7 @@ async def _insert_order(
     return row
 
 
-def _order_created(row: OrderRow, occurred_at: datetime) -> NewEvent:
+def order_created_event(row: OrderRow, occurred_at: datetime) -> NewEvent:
     order = order_of(row)
     created = OrderCreated(
         id=order.id,
@@ -307,6 +313,8 @@ def _order_created(row: OrderRow, occurred_at: datetime) -> NewEvent:
         period=EventPeriod(start=row.period_start, end=row.period_end),
         positions=order.positions,
         context=order.context,
+        currency=order.currency,
+        total=order.total,
     )
     return NewEvent(EventType.ORDER_CREATED, order.id, occurred_at, created)
 

@@ -88,6 +88,7 @@ class EnrollmentRepository:
                 adapter_key=adapter_key,
                 anchor=anchor,
                 expires=None,
+                plan_version=product_row.version,
                 next_wake_up=anchor,  # the start: registration advances at once when it is due
                 created=now,
                 updated=now,

@@ -87,8 +87,21 @@ class ProductRow(Base):
     title: Mapped[str | None] = mapped_column(String(256))
     price_amount: Mapped[int | None] = mapped_column(BigInteger)
     price_currency: Mapped[str | None] = mapped_column(String(3))
+    # The version of its plan (and prices): a change of the plan makes the next one; product_plans keeps each.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created: Mapped[datetime] = mapped_column(UtcDateTime)
     updated: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ProductPlanRow(Base):
+    """Every version of a product's plan: enrollments stay on the version they are on until they change."""
+
+    __tablename__ = "product_plans"
+
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan: Mapped[dict[str, Any]] = _json(nullable=False)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class EnrollmentRow(Base):
@@ -121,6 +134,10 @@ class EnrollmentRow(Base):
     scheduled_kind: Mapped[str | None] = mapped_column(String(16))
     scheduled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     scheduled_reason: Mapped[str | None] = mapped_column(String(500))
+    # A plan or quantity change at period end ({"at", "product_id", "quantity"}); None when none is pending.
+    pending_change: Mapped[dict[str, Any] | None] = _json(nullable=True)
+    # The version of its product's plan it is billed on (None: from before versions, the current one).
+    plan_version: Mapped[int | None] = mapped_column(Integer)
     # When the workflow next acts on its own, as its last advance computed it (None: it waits for commands).
     next_wake_up: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     created: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -141,6 +158,9 @@ class OrderRow(Base):
     context: Mapped[dict[str, Any]] = _json(nullable=False)
     created: Mapped[datetime] = mapped_column(UtcDateTime)
     updated: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The currency of its priced positions and their sum; None for orders of plans without prices.
+    currency: Mapped[str | None] = mapped_column(String(3))
+    total: Mapped[int | None] = mapped_column(BigInteger)
 
     positions: Mapped[list[OrderPositionRow]] = relationship(
         order_by="OrderPositionRow.position", cascade="all, delete-orphan", lazy="selectin"
@@ -158,6 +178,9 @@ class OrderPositionRow(Base):
     original_product_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     quantity: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))  # SQLite: 64 bits anyway
     configuration: Mapped[list[dict[str, Any]]] = _json(nullable=False)
+    unit_amount: Mapped[int | None] = mapped_column(BigInteger)
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    description: Mapped[str | None] = mapped_column(String(500))
 
 
 class PeriodRow(Base):

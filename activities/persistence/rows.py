@@ -59,6 +59,7 @@ def product_of(row: ProductRow) -> Product:
         title=row.title,
         price_amount=row.price_amount,
         price_currency=row.price_currency,
+        version=row.version,
     )
 
 
@@ -84,11 +85,16 @@ def order_of(row: OrderRow) -> Order:
                 original_product_id=position.original_product_id,
                 quantity=position.quantity,
                 configuration=position.configuration,
+                unit_amount=position.unit_amount,
+                amount=position.amount,
+                description=position.description,
             )
             for position in row.positions
         ],
         context=row.context,
         created=row.created,
+        currency=row.currency,
+        total=row.total,
     )
 
 
@@ -123,6 +129,8 @@ def enrollment_of(row: EnrollmentRow, periods: list[Period], log: list[Enrollmen
             "expires": row.expires,
             "adapter_key": row.adapter_key,
             "scheduled": scheduled_of(row),
+            "pending_change": row.pending_change,
+            "plan_version": row.plan_version,
             "next_wake_up": row.next_wake_up,
             "created": row.created,
             "updated": row.updated,

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.persistence.billing import BillingRepository
+from activities.persistence.changes import ChangeRepository
 from activities.persistence.database import create_engine, session_factory
 from activities.persistence.deliveries import DeliveryRepository
 from activities.persistence.enrollments import EnrollmentRepository
@@ -29,6 +30,7 @@ class Store:
     products: ProductRepository
     enrollments: EnrollmentRepository
     billing: BillingRepository
+    changes: ChangeRepository
     usage: UsageRepository
     events: EventRepository
     webhooks: WebhookRepository
@@ -42,6 +44,7 @@ class Store:
             products=ProductRepository(transactions),
             enrollments=EnrollmentRepository(transactions),
             billing=BillingRepository(transactions),
+            changes=ChangeRepository(transactions),
             usage=UsageRepository(transactions),
             events=EventRepository(transactions),
             webhooks=WebhookRepository(transactions),

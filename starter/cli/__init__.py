@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from starter.cli import (
+    changes,
     dev,
     doctor,
     enrollments,
@@ -19,7 +20,20 @@ from starter.cli import (
 )
 from starter.cli.app import new_app
 
-COMMAND_GROUPS = (system, products, enrollments, reading, generator, doctor, usage, events, webhooks, security, dev)
+COMMAND_GROUPS = (
+    system,
+    products,
+    enrollments,
+    changes,
+    reading,
+    generator,
+    doctor,
+    usage,
+    events,
+    webhooks,
+    security,
+    dev,
+)
 """Every command module, in the order ``enrollments --help`` lists their commands."""
 
 

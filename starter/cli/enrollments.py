@@ -62,6 +62,9 @@ def create(
         typer.Option("--configuration", help='JSON: {"size": "L"} or [{"key": "size", "value": "L"}].'),
     ] = None,
     timezone: Annotated[str, typer.Option("--timezone", help="IANA zone the calendar follows.")] = "UTC",
+    currency: Annotated[
+        str | None, typer.Option("--currency", help="ISO 4217 code picking the plan's price (default: its only one).")
+    ] = None,
     start: Annotated[
         str | None, typer.Option("--start", help="Schedule anchor, ISO 8601 with offset (default: now).")
     ] = None,
@@ -95,6 +98,7 @@ def create(
         quantity=quantity,
         configuration=entries,
         timezone=zone,
+        currency_code=None if currency is None else currency.strip().upper(),
         activate_on_payment=activate_on_payment,
     )
     created = with_client(

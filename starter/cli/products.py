@@ -1,4 +1,5 @@
-"""``enrollments product create|list|show``: the plan products enrollments are made of (in the database)."""
+"""``enrollments product create|list|show|migrate``: the plan products enrollments are made of (in the database),
+and moving enrollments to a product's latest plan version."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import typer
 from pydantic import ValidationError
 
 from adapters.domain import Product, ProductType
+from adapters.lifecycle import ChangeWhen
 from adapters.validation import describe_validation_error
 from starter.cli.errors import EXIT_RUNTIME, CliError
-from starter.cli.execution import JsonOption, echo_json, with_store
-from starter.cli.output import table
+from starter.cli.execution import JsonOption, echo_json, with_client, with_store
+from starter.cli.output import echo_lines, table
 from starter.cli.parsing import choice, parse_plan
 
 product_app = typer.Typer(name="product", help="Plan products enrollments are made of (in the database).")
@@ -113,3 +115,37 @@ def product_show(
             ],
         )
     )
+
+
+@product_app.command("migrate")
+def product_migrate(
+    ctx: typer.Context,
+    product_id: Annotated[str, typer.Argument(help="The product whose enrollments move to its latest plan version.")],
+    when_: Annotated[
+        str,
+        typer.Option("--when", help="period-end (default) | now (no proration: the new price from the next period)."),
+    ] = "period-end",
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="How many would move, and next order totals before and after for a sample."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Move a product's open enrollments to its latest plan version (editing a plan never moves them silently)."""
+    moments = {"period-end": ChangeWhen.PERIOD_END, "now": ChangeWhen.NOW}
+    moment = moments.get(when_.strip().casefold().replace("_", "-"))
+    if moment is None:
+        raise CliError(f"--when: {when_!r} is not one of period-end, now")
+    migration = with_client(ctx, lambda client: client.migrate_product(product_id, when=moment, dry_run=dry_run))
+    if as_json:
+        echo_json(migration.model_dump(mode="json"))
+        return
+    verb = "would move" if dry_run else "moved"
+    done = migration.enrollments if dry_run else len(migration.migrated)
+    lines = [f"{verb} {done} of {migration.enrollments} enrollment(s) to {product_id} version {migration.version}"]
+    for sample in migration.samples:
+        before = "—" if sample.total_before is None else str(sample.total_before)
+        after = "—" if sample.total_after is None else str(sample.total_after)
+        lines.append(f"  {sample.enrollment_id} (version {sample.plan_version}): next order {before} → {after}")
+    lines += [f"  refused {enrollment_id}: {why}" for enrollment_id, why in migration.refused.items()]
+    echo_lines(lines)

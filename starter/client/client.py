@@ -65,6 +65,7 @@ from adapters.webhooks import (
 )
 from adapters.webhooks import webhook_task_queue as default_webhook_task_queue
 from starter.client.access import needs_stored_periods, stored_access
+from starter.client.changes import ChangesMixin
 from starter.client.checkout import CheckoutEnrollment, EnrollmentsFromOrder, plan_enrollments
 from starter.client.errors import EnrollmentCommandRejected, EnrollmentNotFound, OrderNotFound, rejection
 from starter.client.payload_limits import ensure_fits
@@ -84,8 +85,8 @@ def _aware(name: str, value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-class EnrollmentsClient:
-    """Typed access to enrollments for services: create, command, query; events and webhooks."""
+class EnrollmentsClient(ChangesMixin):
+    """Typed access to enrollments for services: create, command, change, query; events and webhooks."""
 
     def __init__(
         self,
@@ -117,6 +118,10 @@ class EnrollmentsClient:
 
     def _handle(self, enrollment_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(workflow_id_for(enrollment_id))
+
+    @property
+    def _has_database(self) -> bool:
+        return self._database_url is not None
 
     def store(self) -> Store:
         """The enrollment database, for lookups (products, orders) and usage; needs the client's ``database_url``.
@@ -163,8 +168,9 @@ class EnrollmentsClient:
         Invalid terms raise pydantic's ``ValidationError`` and terms over 256 KiB serialized
         :class:`~starter.client.payload_limits.PayloadTooLarge`, both before anything reaches Temporal; an
         unknown product, a product that is not a plan product or an invalid plan raise
-        :class:`EnrollmentCommandRejected` (``ProductNotFound``, ``NotAPlanProduct``, ``InvalidPlan``) before
-        any workflow starts, when the client has a database.
+        :class:`EnrollmentCommandRejected` (``ProductNotFound``, ``NotAPlanProduct``, ``InvalidPlan``), and so
+        does a ``currency_code`` the plan has no price in (``NoPrice``), before any workflow starts, when the
+        client has a database.
         """
         if terms is not None and fields:
             raise TypeError("pass the terms as an EnrollmentTerms or as keyword fields, not both")

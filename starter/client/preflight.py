@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from activities.persistence import EnrollmentConflict, Store
 from adapters.domain import EnrollmentStatus, EnrollmentTerms
 from adapters.lifecycle import ErrorType
+from adapters.pricing import price_problem
 from adapters.rules import plan_product_problem, start_problem, stored_plan_problem
 from starter.client.errors import EnrollmentCommandRejected
 
@@ -58,6 +59,9 @@ async def existing_status(
     if problem is not None:
         error_type, message = problem
         raise EnrollmentCommandRejected(message, error_type)
+    no_price = None if product is None else price_problem(product, terms.currency_code)
+    if no_price is not None:
+        raise EnrollmentCommandRejected(no_price, ErrorType.NO_PRICE)
     if status is None and product is not None and product.plan is not None:
         refusal = start_problem(
             product.plan,

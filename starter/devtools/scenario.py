@@ -2,8 +2,9 @@
 
 A scenario (JSON) names a product with its plan, the enrollment's terms (``start`` is the schedule anchor,
 default the simulation's start; ``id`` is optional), the time to stop (``until``) and events: ``pause``,
-``resume``, ``terminate`` (each the command's own fields), ``order_status``, ``usage`` and
-``access_check``. Invalid scenarios raise :class:`ScenarioError` with one line naming the problem
+``resume``, ``terminate``, ``change`` (each the command's own fields; ``change`` with ``"dry_run": true``
+only previews), ``order_status``, ``usage`` and ``access_check``. ``products`` adds the plans a change
+may move to. Invalid scenarios raise :class:`ScenarioError` with one line naming the problem
 (``events[2].at: ...``). How a scenario runs: :mod:`starter.devtools.simulation`.
 """
 
@@ -31,7 +32,7 @@ from adapters.domain import (
     UtcDatetime,
     isoformat_utc,
 )
-from adapters.lifecycle import Command, PauseCommand, ResumeCommand, TerminateCommand
+from adapters.lifecycle import ChangeCommand, Command, PauseCommand, ResumeCommand, TerminateCommand
 from adapters.validation import problem
 from starter.connection import Settings
 
@@ -75,6 +76,7 @@ class ScenarioEnrollment(_ScenarioModel):
     quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY)
     configuration: Configuration = Field(default_factory=list)
     timezone: TimezoneName = "UTC"
+    currency_code: str | None = Field(default=None, min_length=3, max_length=3)
     start: UtcDatetime | None = None
 
     def terms(self, product_id: str) -> EnrollmentTerms:
@@ -84,6 +86,7 @@ class ScenarioEnrollment(_ScenarioModel):
             quantity=self.quantity,
             configuration=self.configuration,
             timezone=self.timezone,
+            currency_code=self.currency_code,
         )
 
 
@@ -118,6 +121,14 @@ class TerminateEvent(CommandEvent, TerminateCommand):
     type: Literal["terminate"]
 
 
+class ChangeEvent(CommandEvent, ChangeCommand):
+    """A change of plan, quantity or terms; with ``dry_run`` its preview is listed and nothing changes."""
+
+    COMMAND = ChangeCommand
+    type: Literal["change"]
+    dry_run: bool = False
+
+
 def _order_reference(value: object) -> Literal["latest"] | int:
     if value == "latest":
         return "latest"
@@ -146,10 +157,10 @@ class AccessCheckEvent(_Event):
 
 
 ScenarioEvent = Annotated[
-    PauseEvent | ResumeEvent | TerminateEvent | OrderStatusEvent | UsageEvent | AccessCheckEvent,
+    PauseEvent | ResumeEvent | TerminateEvent | ChangeEvent | OrderStatusEvent | UsageEvent | AccessCheckEvent,
     Field(discriminator="type"),
 ]
-EVENT_TYPES = ("pause", "resume", "terminate", "order_status", "usage", "access_check")
+EVENT_TYPES = ("pause", "resume", "terminate", "change", "order_status", "usage", "access_check")
 
 
 class Scenario(_ScenarioModel):
@@ -159,6 +170,7 @@ class Scenario(_ScenarioModel):
         default=None, description="built-in adapter names in registration order; default ENROLLMENT_ADAPTERS"
     )
     product: ScenarioProduct
+    products: list[ScenarioProduct] = Field(default_factory=list, description="more plans a change may move to")
     enrollment: ScenarioEnrollment
     until: UtcDatetime
     events: list[ScenarioEvent] = Field(default_factory=list)

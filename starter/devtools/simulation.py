@@ -17,9 +17,10 @@ Rules:
 - Before an event at ``T`` is applied, and before the result is read at ``until``, the workflow has done
   everything due by ``T``: a period starting at ``T`` exists, a pause or termination scheduled for ``T``
   has happened.
-- Commands take effect on the server's clock when they arrive, which runs in real time between jumps:
-  ``T`` plus the milliseconds the call takes. The log shows the exact moment; a resume that starts a new
-  schedule anchors it there. Access checks ask about ``T`` exactly.
+- Commands take effect at exactly their event's time (they name it: ``at``), though they reach the server
+  a few milliseconds later: a resume that starts a new schedule anchors it at ``T``, a termination expires
+  at ``T``. Access checks ask about ``T`` exactly. A ``change`` with ``"dry_run": true`` lists its preview
+  at ``T`` under ``previews`` and changes nothing; orders carry their lines, amounts and totals.
 - A command the enrollment refuses (e.g. resuming a terminated enrollment) is not a scenario error: it is
   listed under ``rejected`` and the simulation goes on.
 - ``order`` of an ``order_status`` event is ``"latest"`` or the 0-based index of the orders in creation
@@ -46,9 +47,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field, PlainSerializer
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
@@ -63,25 +63,33 @@ from temporalio.testing import WorkflowEnvironment
 from activities.persistence import Store, UsageConflict, UsageRefused, create_engine, session_factory
 from activities.persistence.migrate import upgrade_async
 from adapters.domain import (
-    ConfigurationEntry,
     Enrollment,
-    EnrollmentStatus,
     Order,
-    OrderStatus,
-    PauseReason,
     isoformat_utc,
 )
-from adapters.lifecycle import EnrollmentView, OrderStatusCommand, workflow_id_for
+from adapters.lifecycle import ChangeCommand, EnrollmentView, OrderStatusCommand, workflow_id_for
 from starter.client import EnrollmentClientError, EnrollmentCommandRejected, EnrollmentsClient
 from starter.devtools.binaries import register_search_attributes, test_server_path
 from starter.devtools.scenario import (
     AccessCheckEvent,
+    ChangeEvent,
     CommandEvent,
     OrderStatusEvent,
     Scenario,
     ScenarioError,
     UsageEvent,
     load_scenario,
+)
+from starter.devtools.simulation_result import (
+    SimulatedAccessCheck,
+    SimulatedEnrollment,
+    SimulatedLogEntry,
+    SimulatedOrder,
+    SimulatedPeriod,
+    SimulatedPreview,
+    SimulatedRejection,
+    SimulatedUsage,
+    SimulationResult,
 )
 from starter.runtime.worker import build_worker
 
@@ -93,86 +101,6 @@ _POLL_SECONDS = 0.005
 
 class SimulationError(RuntimeError):
     """The simulation itself failed (the workflow failed or did not settle): a bug, not a bad scenario."""
-
-
-# --- the result -----------------------------------------------------------------------------------
-
-UtcText = Annotated[datetime, PlainSerializer(isoformat_utc, return_type=str)]
-"""A datetime printed as ``2031-01-31T00:00:00Z``."""
-
-
-class SimulatedPeriod(BaseModel):
-    start: UtcText
-    end: UtcText
-    is_trial: bool
-    order_id: str | None
-    order_status: OrderStatus | None
-
-
-class SimulatedEnrollment(BaseModel):
-    id: str
-    number: str | None
-    status: EnrollmentStatus
-    pause_reason: PauseReason | None
-    expires: UtcText | None
-    anchor: UtcText
-    timezone: str
-    adapter_key: str | None
-    periods: list[SimulatedPeriod]
-
-
-class SimulatedPosition(BaseModel):
-    product_id: str
-    original_product_id: str
-    quantity: int
-    configuration: list[ConfigurationEntry]
-
-
-class SimulatedOrder(BaseModel):
-    id: str
-    number: str
-    period_start: UtcText | None
-    period_end: UtcText | None
-    status: OrderStatus
-    positions: list[SimulatedPosition]
-
-
-class SimulatedAccessCheck(BaseModel):
-    at: UtcText
-    valid: bool
-
-
-class SimulatedLogEntry(BaseModel):
-    at: UtcText
-    status: EnrollmentStatus
-    info: str
-
-
-class SimulatedRejection(BaseModel):
-    at: UtcText
-    type: str
-    error: str
-
-
-class SimulatedUsage(BaseModel):
-    at: UtcText
-    units: int
-    key: str
-    recorded: bool = Field(description="False when the key was already recorded with these units")
-
-
-class SimulationResult(BaseModel):
-    """What ``enrollments simulate`` prints: the enrollment at ``until`` and what happened on the way."""
-
-    enrollment: SimulatedEnrollment
-    orders: list[SimulatedOrder]
-    access_checks: list[SimulatedAccessCheck]
-    log: list[SimulatedLogEntry]
-    rejected: list[SimulatedRejection]
-    usage: list[SimulatedUsage]
-
-    def to_json(self) -> str:
-        return self.model_dump_json(indent=2)
 
 
 # --- running it -----------------------------------------------------------------------------------
@@ -236,10 +164,12 @@ class _Simulation:
         self.access_checks: list[SimulatedAccessCheck] = []
         self.rejected: list[SimulatedRejection] = []
         self.usage: list[SimulatedUsage] = []
+        self.previews: list[SimulatedPreview] = []
         self._handlers: dict[str, Callable[[int, Any], Awaitable[None]]] = {
             "pause": self._send,
             "resume": self._send,
             "terminate": self._send,
+            "change": self._change,
             "order_status": self._order_status,
             "usage": self._record_usage,
             "access_check": self._access_check,
@@ -345,6 +275,20 @@ class _Simulation:
     async def _send(self, index: int, event: CommandEvent) -> None:
         await self._command(event, self.client.send(self.enrollment_id, event.command()))
 
+    async def _change(self, index: int, event: ChangeEvent) -> None:
+        if not event.dry_run:
+            await self._send(index, event)
+            return
+        command = event.command()
+        assert isinstance(command, ChangeCommand)
+        fields = command.model_dump(include={"product_id", "quantity", "terms", "when", "proration", "at"})
+        try:
+            outcome = await self.client.preview_change(self.enrollment_id, **fields)
+        except EnrollmentCommandRejected as error:
+            self.rejected.append(SimulatedRejection(at=event.at, type=event.type, error=str(error)))
+            return
+        self.previews.append(SimulatedPreview(at=event.at, outcome=outcome))
+
     async def _order_status(self, index: int, event: OrderStatusEvent) -> None:
         command = OrderStatusCommand(order_id=await self._order_id(index, event), status=event.status)
         await self._command(event, self.client.send(self.enrollment_id, command))
@@ -405,6 +349,7 @@ class _Simulation:
             log=[SimulatedLogEntry.model_validate(entry.model_dump()) for entry in stored.log],
             rejected=self.rejected,
             usage=self.usage,
+            previews=self.previews,
         )
 
 
@@ -448,7 +393,8 @@ async def run_scenario(
         engine = create_engine(database_url)
         stack.push_async_callback(engine.dispose)
         store = Store.over(session_factory(engine))
-        await store.products.upsert(scenario.product.to_product(), now=await env.get_current_time())
+        for product in (scenario.product, *scenario.products):
+            await store.products.upsert(product.to_product(), now=await env.get_current_time())
 
         task_queue = f"simulate-{uuid.uuid4().hex[:12]}"
         resources = build_worker(env.client, database_url=database_url, task_queue=task_queue, director=director)

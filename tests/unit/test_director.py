@@ -270,6 +270,9 @@ async def test_configuration_for_order_has_one_position_with_the_enrollment_term
             "original_product_id": "p-1",
             "quantity": 7,
             "configuration": [{"key": "seats", "value": "5"}, {"key": "tier", "value": "gold"}],
+            "unit_amount": None,
+            "amount": None,
+            "description": None,
         }
     ]
 

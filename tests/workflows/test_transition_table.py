@@ -57,12 +57,17 @@ async def _terminate(client: EnrollmentsClient, enrollment_id: str) -> None:
     await client.terminate(enrollment_id)
 
 
+async def _schedule_change(client: EnrollmentsClient, enrollment_id: str) -> None:
+    await client.change_enrollment(enrollment_id, quantity=3, when="period_end")
+
+
 STATES: dict[str, StateSetup] = {
     "INITIAL": StateSetup("monthly", timedelta(days=10), _nothing),
     "INITIAL(awaiting payment)": StateSetup("monthly", None, _nothing, activate_on_payment=True),
     "ACTIVE": StateSetup("monthly", None, _nothing),
     "ACTIVE+pause@end": StateSetup("monthly", None, _schedule_pause),
     "ACTIVE+terminate@end": StateSetup("monthly", None, _schedule_termination),
+    "ACTIVE+change@end": StateSetup("monthly", None, _schedule_change),
     "PAUSED(manual)": StateSetup("monthly", None, _pause),
     "PAUSED(overdue)": StateSetup("weekly-overdue", None, _nothing),  # reached by sleeping past the grace
     "TERMINATED": StateSetup("monthly", None, _terminate),
@@ -77,6 +82,8 @@ class Expect:
     reason: PauseReason | None = None
     scheduled: str | None = None
     expires: str | None = None  # "period_end" | "now" | None
+    quantity: int = 1
+    pending: int | None = None  # the quantity of the change pending at period end, if any
 
 
 ACTIVE, PAUSED, TERMINATED = EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED, EnrollmentStatus.TERMINATED
@@ -91,6 +98,9 @@ COMMANDS = (
     "terminate!",
     "order_confirmed",
     "activate",
+    "change",
+    "change@end",
+    "change-cancel",
 )
 
 TABLE: dict[str, dict[str, Expect | str]] = {
@@ -103,6 +113,9 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": REJECT,
         "activate": Expect(ACTIVE),
+        "change": Expect(EnrollmentStatus.INITIAL, quantity=2),
+        "change@end": Expect(EnrollmentStatus.INITIAL, quantity=2),
+        "change-cancel": REJECT,
     },
     "INITIAL(awaiting payment)": {
         "pause": REJECT,
@@ -113,6 +126,9 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(ACTIVE),
         "activate": Expect(ACTIVE),
+        "change": Expect(EnrollmentStatus.INITIAL, quantity=2),
+        "change@end": Expect(EnrollmentStatus.INITIAL, pending=2),
+        "change-cancel": REJECT,
     },
     "ACTIVE": {
         "pause": Expect(PAUSED, MANUAL),
@@ -123,6 +139,9 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(ACTIVE),
         "activate": REJECT,
+        "change": Expect(ACTIVE, quantity=2),
+        "change@end": Expect(ACTIVE, pending=2),
+        "change-cancel": REJECT,
     },
     "ACTIVE+pause@end": {
         "pause": Expect(PAUSED, MANUAL),
@@ -133,6 +152,9 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(ACTIVE, scheduled="pause"),
         "activate": REJECT,
+        "change": Expect(ACTIVE, scheduled="pause", quantity=2),
+        "change@end": Expect(ACTIVE, scheduled="pause", pending=2),
+        "change-cancel": REJECT,
     },
     "ACTIVE+terminate@end": {
         "pause": REJECT,
@@ -143,6 +165,9 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(ACTIVE, scheduled="terminate"),
         "activate": REJECT,
+        "change": Expect(ACTIVE, scheduled="terminate", quantity=2),
+        "change@end": REJECT,
+        "change-cancel": REJECT,
     },
     "PAUSED(manual)": {
         "pause": REJECT,
@@ -153,6 +178,9 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(PAUSED, MANUAL),
         "activate": REJECT,
+        "change": Expect(PAUSED, MANUAL, quantity=2),
+        "change@end": Expect(PAUSED, MANUAL, pending=2),
+        "change-cancel": REJECT,
     },
     "PAUSED(overdue)": {
         "pause": Expect(PAUSED, MANUAL),
@@ -163,6 +191,22 @@ TABLE: dict[str, dict[str, Expect | str]] = {
         "terminate!": Expect(TERMINATED, expires="now"),
         "order_confirmed": Expect(ACTIVE),
         "activate": REJECT,
+        "change": Expect(PAUSED, OVERDUE, quantity=2),
+        "change@end": Expect(PAUSED, OVERDUE, pending=2),
+        "change-cancel": REJECT,
+    },
+    "ACTIVE+change@end": {
+        "pause": Expect(PAUSED, MANUAL, pending=3),
+        "pause@end": Expect(ACTIVE, scheduled="pause", pending=3),
+        "resume": REJECT,
+        "terminate": Expect(TERMINATED, expires="period_end", pending=3),
+        "terminate@end": Expect(ACTIVE, scheduled="terminate", pending=3),
+        "terminate!": Expect(TERMINATED, expires="now", pending=3),
+        "order_confirmed": Expect(ACTIVE, pending=3),
+        "activate": REJECT,
+        "change": Expect(ACTIVE, quantity=2),  # a change now replaces the pending one
+        "change@end": Expect(ACTIVE, pending=2),  # replaces it
+        "change-cancel": Expect(ACTIVE),  # withdraws it
     },
     "TERMINATED": dict.fromkeys(COMMANDS, REJECT),
 }
@@ -183,6 +227,12 @@ async def _send(client: EnrollmentsClient, enrollment_id: str, command: str) -> 
         return await client.terminate(enrollment_id, immediately=True)
     if command == "activate":
         return await client.activate(enrollment_id)
+    if command == "change":
+        return await client.change_enrollment(enrollment_id, quantity=2, proration="none")
+    if command == "change@end":
+        return await client.change_enrollment(enrollment_id, quantity=2, when="period_end")
+    if command == "change-cancel":
+        return await client.change_enrollment(enrollment_id, cancel=True)
     view = await client.get_enrollment(enrollment_id)
     order_id = view.orders[-1].id if view.orders else "no-such-order"
     return await client.order_status_changed(order_id, OrderStatus.CONFIRMED, enrollment_id=enrollment_id)
@@ -234,11 +284,12 @@ async def test_every_state_times_every_command(time_skipping_env, database_url):
                 else:
                     assert str(error), "a rejection must say why"
                     unchanged = await client.get_enrollment(enrollment_id)
-                    if (unchanged.status, unchanged.scheduled, unchanged.expires) != (
+                    if (unchanged.status, unchanged.scheduled, unchanged.expires, unchanged.pending_change) != (
                         before.status,
                         before.scheduled,
                         before.expires,
-                    ):
+                        before.pending_change,
+                    ) or (unchanged.product_id, unchanged.quantity) != (before.product_id, before.quantity):
                         failures.append(f"{state} × {command}: rejected but the enrollment changed")
                 continue
             if expected == REJECT:
@@ -260,6 +311,9 @@ def _check_outcome(cell: str, after: EnrollmentView, expected: Expect, before: E
     problems = []
     if after.status is not expected.status or after.pause_reason is not expected.reason:
         problems.append(f"{cell}: {after.status}/{after.pause_reason}, expected {expected.status}/{expected.reason}")
+    pending = after.pending_change.quantity if after.pending_change else None
+    if (after.quantity, pending) != (expected.quantity, expected.pending):
+        problems.append(f"{cell}: quantity {after.quantity}, pending {pending}; expected {expected}")
     scheduled = after.scheduled.kind if after.scheduled else None
     if scheduled != expected.scheduled:
         problems.append(f"{cell}: scheduled {scheduled}, expected {expected.scheduled}")
