@@ -44,8 +44,9 @@ bench: install
 bench-quick: install
 	$(BIN)/python -m bench --mode quick
 
-# Fault suite (tests/chaos/): 200 enrollments, kill -9 workers, PostgreSQL outage, Temporal restart, crashes
-# after commit; ends with one JSON line {"enrollments", "periods", "orders", "lost", "duplicated"}. 8-12 minutes.
+# Fault suite (tests/chaos/): 200 + 20 metered enrollments, two workers killed with kill -9, PostgreSQL outage,
+# Temporal restart, crashes after commit, a command driver throughout; ends with one JSON line {"enrollments",
+# "periods", "orders", "lost", "duplicated", "events", …, "commands", "disagreements", "wedged"}. 8-12 minutes.
 # CHAOS_ARGS passes options, e.g. `make chaos CHAOS_ARGS="--keep --enrollments 300"`.
 CHAOS_ARGS ?=
 chaos: install

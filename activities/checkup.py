@@ -12,8 +12,12 @@ doctor``. What it finds, and what it does about it:
 - **wedged**: its workflow tasks keep failing (a bug, a poison message an older worker took) — reported;
 - **needs attention**: the workflow says it cannot make progress (``EnrollmentHealth``) — reported after a
   ``catch_up`` asked it to try again;
-- **disagrees**: the workflow's status or scheduled action differs from the store's — reported; repaired
-  by a ``catch_up`` (the next period brings the store in line) and by storing the workflow's scheduled action.
+- **disagrees**: the workflow's status, latest period or scheduled action differs from the store's — reported;
+  repaired by a ``catch_up`` (the next period brings the store in line) and by storing the workflow's scheduled
+  action.
+
+A TERMINATED enrollment (only the fault suite passes them) is expected to have a completed workflow, whose
+final view must agree with the store.
 """
 
 from __future__ import annotations
@@ -172,6 +176,9 @@ class Checkup:
                 finding.repaired = "its workflow was started again from the database"
             return [finding]
         if state.status is WorkflowExecutionStatus.COMPLETED:
+            if enrollment.status is EnrollmentStatus.TERMINATED:  # as it should: compare its final view
+                final = await self._result(enrollment.id, state.run_id)
+                return [] if final is None else await self._disagreements(enrollment, final, repair=False)
             return [await self._completed(enrollment, state, repair=repair)]
         findings: list[Finding] = []
         if state.task_attempt >= FAILING_TASK_ATTEMPTS:
@@ -194,7 +201,9 @@ class Checkup:
                 )
             )
         if query or state.status_attribute != enrollment.status.value:
-            findings += await self._disagreements(enrollment, repair=repair)
+            view = await self._view(enrollment.id)
+            if view is not None:
+                findings += await self._disagreements(enrollment, view, repair=repair)
         return findings
 
     async def catch_up(self, enrollment_id: str) -> None:
@@ -268,10 +277,7 @@ class Checkup:
         )
         if not repair:
             return finding
-        handle = self.client.get_workflow_handle(
-            workflow_id_for(enrollment.id), run_id=state.run_id, result_type=EnrollmentView
-        )
-        final: EnrollmentView | None = await handle.result()
+        final = await self._result(enrollment.id, state.run_id)
         if final is not None and final.status is EnrollmentStatus.TERMINATED:
             at = final.expires or state.close_time or datetime.now(UTC)
             change = StatusChange(
@@ -288,10 +294,15 @@ class Checkup:
             finding.repaired = "its workflow was started again from the database"
         return finding
 
-    async def _disagreements(self, enrollment: Enrollment, *, repair: bool) -> list[Finding]:
-        view = await self._view(enrollment.id)
-        if view is None:
-            return []
+    async def _result(self, enrollment_id: str, run_id: str) -> EnrollmentView | None:
+        """The final view a completed run returned."""
+        handle = self.client.get_workflow_handle(
+            workflow_id_for(enrollment_id), run_id=run_id, result_type=EnrollmentView
+        )
+        final: EnrollmentView | None = await handle.result()
+        return final
+
+    async def _disagreements(self, enrollment: Enrollment, view: EnrollmentView, *, repair: bool) -> list[Finding]:
         stored = await self.store.enrollments.get(enrollment.id) or enrollment  # fresh: the signal may have moved it
         findings = []
         ours, theirs = (
@@ -305,6 +316,18 @@ class Checkup:
                     problem=Problem.DISAGREES,
                     message=f"{label(enrollment)}: its workflow says {ours}, the database {theirs}",
                     repaired="its next period stores the workflow's status (catch_up sent)" if repair else None,
+                )
+            )
+        if _window(view) != _window(stored):
+            findings.append(
+                Finding(
+                    enrollment_id=enrollment.id,
+                    problem=Problem.DISAGREES,
+                    message=(
+                        f"{label(enrollment)}: its workflow's latest period is {_latest(view)}, "
+                        f"the database's {_latest(stored)}"
+                    ),
+                    repaired="asked to catch up (catch_up sent)" if repair else None,
                 )
             )
         if view.scheduled != stored.scheduled:
@@ -321,6 +344,16 @@ class Checkup:
                 finding.repaired = "stored the workflow's scheduled action"
             findings.append(finding)
         return findings
+
+
+def _window(enrollment: Enrollment) -> tuple[datetime, datetime] | None:
+    latest = enrollment.latest_period
+    return None if latest is None else (latest.start, latest.end)
+
+
+def _latest(enrollment: Enrollment) -> str:
+    window = _window(enrollment)
+    return "none" if window is None else f"{window[0].isoformat()}–{window[1].isoformat()}"
 
 
 def _scheduled(enrollment: Enrollment) -> str:

@@ -1,8 +1,8 @@
 """``enrollments doctor [--repair] [--json]``: every open enrollment's workflow, examined against the database.
 
 Each INITIAL, ACTIVE and PAUSED enrollment's workflow must run, not fail its tasks, need no attention and
-agree with the database on its status and scheduled action (:mod:`activities.checkup`). Exit status 0 when
-nothing is wrong (or everything found was repaired with ``--repair``), 1 otherwise.
+agree with the database on its status, latest period and scheduled action (:mod:`activities.checkup`). Exit
+status 0 when nothing is wrong (or everything found was repaired with ``--repair``), 1 otherwise.
 """
 
 from __future__ import annotations

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, PendingActivityState, ResetReapplyType
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest, ResetWorkflowExecutionRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from typer.testing import CliRunner
 
-from activities.persistence import open_store
+from activities.checkup import Checkup, Problem, describe_workflow
+from activities.persistence import create_engine, open_store
 from activities.persistence.migrate import upgrade_async
 from adapters.domain import BillingInterval, EnrollmentStatus, EnrollmentTerms, ProductPlan, ScheduledAction
 from adapters.lifecycle import ENROLLMENT_WORKFLOW_TYPE, EnrollmentView, MessageName, workflow_id_for
@@ -199,6 +201,36 @@ async def _activity_started(client: Client, enrollment_id: str) -> None:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"no activity of {enrollment_id!r} started within 60 s")
+
+
+async def test_the_checkup_compares_latest_periods_and_accepts_a_completed_termination(dev_server_env, database_url):
+    env = dev_server_env
+    await add_product(database_url, "daily", DAILY)
+    async with running_worker(env, database_url) as (client, _):
+        behind = await client.create_enrollment(product_id="daily", user_id="u1")
+        ended = await client.create_enrollment(product_id="daily", user_id="u2")
+        await client.terminate(ended, immediately=True)
+
+        async def completed() -> bool:
+            return (await describe_workflow(env.client, ended)).status is WorkflowExecutionStatus.COMPLETED
+
+        await _until(completed, "the terminated enrollment's workflow completes")
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as connection:  # a database that lost the period its workflow has
+                await connection.execute(text("DELETE FROM enrollment_periods WHERE enrollment_id = :e"), {"e": behind})
+        finally:
+            await engine.dispose()
+        async with open_store(database_url) as store:
+            checkup = Checkup(env.client, store, client.task_queue)
+            findings = {}
+            for enrollment_id in (behind, ended):
+                enrollment = await store.enrollments.get(enrollment_id)
+                assert enrollment is not None
+                findings[enrollment_id] = await checkup.examine(enrollment, repair=False, query=True)
+    assert [finding.problem for finding in findings[behind]] == [Problem.DISAGREES]
+    assert "latest period is " in findings[behind][0].message and "the database's none" in findings[behind][0].message
+    assert findings[ended] == [], "TERMINATED in the database, completed in Temporal: they agree"
 
 
 async def test_a_worker_obeys_sigterm_whatever_its_activities_do(dev_server_env, tmp_path: Path) -> None:
