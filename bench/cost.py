@@ -101,6 +101,7 @@ def steady_state_cost(histories_per_workflow: list[list[WorkflowHistory]]) -> di
         raise ValueError("no steady-state run: let the enrollments run for more periods")
     periods = sum(periods_of(run) for run in steady)
     events = sum(len(run.events) for run in steady)
+    history_bytes = sum(event.ByteSize() for run in steady for event in run.events)
     actions: Counter[str] = Counter()
     event_types: Counter[str] = Counter()
     for run in steady:
@@ -112,11 +113,17 @@ def steady_state_cost(histories_per_workflow: list[list[WorkflowHistory]]) -> di
         "periods": periods,
         "events": events,
         "events_per_period": round(events / periods, 2),
+        "history_bytes_per_period": round(history_bytes / periods),
         "actions": total_actions,
         "actions_per_period": round(total_actions / periods, 3),
         "actions_per_period_by_kind": {kind: round(count / periods, 3) for kind, count in sorted(actions.items())},
         "events_per_period_by_type": {name: round(count / periods, 3) for name, count in sorted(event_types.items())},
         "run_sizes": [len(run.events) for runs in histories_per_workflow[:1] for run in runs],
+        # What a run carries before its first period: the state in its start event (continue-as-new input).
+        "run_start_bytes": round(sum(run.events[0].ByteSize() for run in steady) / len(steady)),
+        # The first run: registration (update-with-start) and its periods.
+        "first_run_actions": dict(sorted(actions_of(histories_per_workflow[0][0]).items())),
+        "first_run_periods": periods_of(histories_per_workflow[0][0]),
     }
 
 

@@ -8,12 +8,14 @@ afterwards; no other database is touched.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -22,15 +24,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.persistence import Store, create_engine, normalize_database_url, session_factory
 from activities.persistence.migrate import upgrade_async as migrate
-from adapters.domain import Product, ProductPlan
+from activities.persistence.models import PeriodRow
+from adapters.domain import EnrollmentStatus, EnrollmentTerms, Product, ProductPlan
 from starter.devtools.binaries import register_search_attributes, temporal_cli_path, test_server_path
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
@@ -77,6 +81,37 @@ async def add_product(database_url: str, product_id: str, plan: ProductPlan) -> 
         await engine.dispose()
 
 
+async def add_enrollment_rows(
+    engine: AsyncEngine, ids: Sequence[str], *, product_id: str, anchor: datetime, adapter_key: str = "bench"
+) -> None:
+    """Store ACTIVE enrollments (rows, log and created event; no workflow) through the store, ten at a time;
+    their stored next wake-up is ``anchor``."""
+    store = Store.over(session_factory(engine))
+    now = datetime.now(UTC)
+
+    async def one(enrollment_id: str) -> None:
+        await store.enrollments.create(
+            enrollment_id,
+            EnrollmentTerms(product_id=product_id, user_id=f"user-{enrollment_id[:8]}"),
+            anchor=anchor,
+            adapter_key=adapter_key,
+            now=now,
+            status=EnrollmentStatus.ACTIVE,
+        )
+
+    await bounded([functools.partial(one, enrollment_id) for enrollment_id in ids], 10)
+
+
+async def periods_with_order(engine: AsyncEngine, ids: Sequence[str], *, start: datetime | None = None) -> int:
+    """Periods of ``ids`` that have their order (only those starting at ``start``, when given)."""
+    query = select(func.count()).select_from(PeriodRow).where(PeriodRow.order_id.is_not(None))
+    query = (
+        query.where(PeriodRow.enrollment_id.in_(list(ids))) if start is None else query.where(PeriodRow.start == start)
+    )
+    async with engine.connect() as connection:
+        return int(await connection.scalar(query) or 0)
+
+
 # --- Temporal servers -----------------------------------------------------------------------------
 
 
@@ -97,19 +132,22 @@ def _stdout_to_devnull() -> Iterator[None]:
 
 @asynccontextmanager
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    """The real Temporal dev server (in-memory, real time) on a free loopback port."""
-    with _stdout_to_devnull():
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_cli_path(),
-            data_converter=pydantic_data_converter,
-            search_attributes=ALL_SEARCH_ATTRIBUTES,
-            dev_server_log_level="error",
-            ip="127.0.0.1",
-        )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
+    """The real Temporal dev server (real time) on a free loopback port, persisting to its SQLite file (in a
+    temporary directory, removed afterwards) as ``enrollments dev`` runs it."""
+    with tempfile.TemporaryDirectory(prefix="bench-temporal-") as directory:
+        with _stdout_to_devnull():
+            env = await WorkflowEnvironment.start_local(
+                dev_server_existing_path=temporal_cli_path(),
+                data_converter=pydantic_data_converter,
+                search_attributes=ALL_SEARCH_ATTRIBUTES,
+                dev_server_log_level="error",
+                dev_server_extra_args=["--db-filename", str(Path(directory) / "temporal.db")],
+                ip="127.0.0.1",
+            )
+        try:
+            yield env
+        finally:
+            await env.shutdown()
 
 
 @asynccontextmanager
@@ -174,7 +212,16 @@ def rss_mib(pid: int) -> float:
 class WorkerProcess:
     """The production worker (``enrollments worker``) as a process of its own, so its memory can be read."""
 
-    def __init__(self, *, address: str, database_url: str, task_queue: str) -> None:
+    def __init__(
+        self,
+        *,
+        address: str,
+        database_url: str,
+        task_queue: str,
+        command: Sequence[str] = ("-m", "starter", "worker"),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self._command = list(command)
         self._env = {
             **os.environ,
             "TEMPORAL_ADDRESS": address,
@@ -183,6 +230,7 @@ class WorkerProcess:
             "ENROLLMENTS_LOG_LEVEL": "WARNING",
             "ENROLLMENTS_METRICS_PORT": "",
             "ENROLLMENTS_AUTOSCHEDULE_CRON": "",
+            **(env or {}),
         }
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -194,7 +242,7 @@ class WorkerProcess:
 
     def start(self) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "starter", "worker"],
+            [sys.executable, *self._command],
             env=self._env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -214,6 +262,34 @@ class WorkerProcess:
     async def restart(self) -> None:
         await self.stop()
         self.start()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far (from /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class StatementCounter:
+    """SQL statements and transactions (commits and rollbacks) issued through ``engine`` since it was made."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.statements = 0
+        self.transactions = 0
+        sync = engine.sync_engine
+        event.listen(sync, "before_cursor_execute", self._statement)
+        event.listen(sync, "commit", self._transaction)
+        event.listen(sync, "rollback", self._transaction)
+
+    def _statement(self, *_: Any) -> None:
+        self.statements += 1
+
+    def _transaction(self, *_: Any) -> None:
+        self.transactions += 1
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.statements, self.transactions
 
 
 # --- measuring ------------------------------------------------------------------------------------

@@ -8,7 +8,12 @@ from bench.__main__ import run
 
 SUMMARY_KEYS = {
     "start_ratio",
+    "start_ratio_vs_floor",
     "renewal_ratio",
+    "renewal_ratio_vs_floor",
+    "period_cost_age_ratio",
+    "generator_idle_s",
+    "generator_due_ratio",
     "events_per_period",
     "actions_per_period",
     "query_p99_ms",
@@ -28,3 +33,8 @@ async def test_bench_tiny_mode_measures_every_figure():
     assert results["queries"]["warm"]["samples"] > 0 and results["queries"]["after_restart"]["samples"] > 0
     assert results["database"]["periods_per_side"] > 0
     assert results["webhooks"]["events_per_side"] == 2 * 4 * (2 + 6)  # two rounds of 4 enrollments with 8 events
+    assert results["renewal"]["periods"]["floor"] > 0
+    assert results["age_cost"]["ages"] == {"young": 10, "old": 30}
+    generator = results["generator"]
+    assert generator["idle_pass_success"] and generator["open_enrollments"] == 30
+    assert generator["due_rows_per_round"] == [5, 5, 5, 5]  # each side of each round found the 5 due ones
