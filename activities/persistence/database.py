@@ -106,10 +106,7 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
 def _install_sqlite_hooks(engine: AsyncEngine, path: Path) -> None:
     opened: list[tuple[int, int] | None] = []  # the file's identity when the engine first connected
 
-    @event.listens_for(engine.sync_engine, "checkout")
-    def _on_checkout(_dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
-        # A pooled connection keeps the file it opened: were the file deleted or replaced, every write would go
-        # to a file nobody else sees. Fail loudly instead, on every use, until the process is restarted.
+    def refuse_a_ghost() -> None:
         identity = _file_identity(path)
         if not opened:
             opened.append(identity)
@@ -118,6 +115,18 @@ def _install_sqlite_hooks(engine: AsyncEngine, path: Path) -> None:
             raise DatabaseFileReplaced(
                 f"the SQLite database {path} was {what} while in use; restart the process (nothing was written)"
             )
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        # Before SQLite opens (and so re-creates) a deleted file, which may then get the old inode number back.
+        if opened:
+            refuse_a_ghost()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+        # A pooled connection keeps the file it opened: were the file deleted or replaced, every write would go
+        # to a file nobody else sees. Fail loudly instead, on every use, until the process is restarted.
+        refuse_a_ghost()
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
