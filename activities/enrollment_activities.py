@@ -45,6 +45,16 @@ from adapters.domain import (
     StatusChange,
     describe_status,
 )
+from adapters.dunning import (
+    DunningStepRequest,
+    DunningStepResult,
+    OrderDunning,
+    PaymentRequest,
+    PaymentResult,
+    next_step_at,
+    policy_for,
+)
+from adapters.dunning_policy import DunningPolicy
 from adapters.lifecycle import (
     ActivityName,
     AdvanceRequest,
@@ -97,6 +107,8 @@ class EnrollmentActivities:
             self.change_enrollment_status,
             self.set_scheduled_action,
             self.apply_order_status,
+            self.run_dunning_step,
+            self.record_payment,
             ChangeActivities(self.store).change_enrollment,
         ]
 
@@ -189,7 +201,8 @@ class EnrollmentActivities:
         except ProductNotFound as error:
             raise non_retryable(ErrorType.PRODUCT_NOT_FOUND, str(error)) from None
         fault_injector.hit(FaultPoint.AFTER_COMMIT)
-        return RegisterResult(enrollment=recent_history(enrollment), adapter_key=adapter.key)
+        dunning = await self.store.dunning.open_for(enrollment.id)
+        return RegisterResult(enrollment=recent_history(enrollment), adapter_key=adapter.key, dunning=dunning)
 
     @activity.defn(name=ActivityName.ADVANCE)
     async def advance_enrollment(self, request: AdvanceRequest) -> AdvanceResult:
@@ -244,6 +257,7 @@ class EnrollmentActivities:
         actions = self._actions(enrollment, product, request.now, adapter_key)
         next_window = await actions.next_period()
         in_arrears = type(actions).bills_in_arrears
+        dunning = policy_for(product.require_plan(), type(actions).dunning)
         created = 0
         written: dict[str, Order] = {}  # the orders add_period returns: not read back from the database
         while request.create_periods and next_window is not None and next_window.start <= request.now:
@@ -260,6 +274,7 @@ class EnrollmentActivities:
                 paid or order,
                 now=request.now,
                 order_status=OrderStatus.PENDING if paid is None else OrderStatus.CONFIRMED,
+                dunning=dunning,
             )
             created += 1
             if made is not None:
@@ -269,7 +284,7 @@ class EnrollmentActivities:
             actions = self._actions(enrollment, product, request.now, adapter_key)
             next_window = await actions.next_period()
         if in_arrears:
-            enrollment = await self._bill_in_arrears(enrollment, product, request.now, adapter_key)
+            enrollment = await self._bill_in_arrears(enrollment, product, request.now, adapter_key, dunning)
             actions = self._actions(enrollment, product, request.now, adapter_key)
 
         def is_new(period: Period) -> bool:
@@ -283,6 +298,7 @@ class EnrollmentActivities:
         new_periods = [period for period in enrollment.periods if is_new(period)]
         billed = [period for period in enrollment.periods if not is_new(period) and newly_billed(period)]
         orders = await self._orders_of([*new_periods, *billed], written)
+        open_dunning = await self._open_dunning(enrollment.id, dunning, request.known_through, new_periods or billed)
         result = AdvanceResult(
             periods=new_periods,
             orders=orders,
@@ -291,6 +307,7 @@ class EnrollmentActivities:
             deadline=type(actions).deadline_after(enrollment, request.now),
             billed=billed,
             billing_due=_billing_due(enrollment, request.now) if in_arrears else None,
+            dunning=open_dunning,
         )
         wake_up = next_wake_up(
             enrollment,
@@ -298,13 +315,14 @@ class EnrollmentActivities:
             next_period_start=result.next_period_start,
             deadline=result.deadline,
             billing_due=result.billing_due,
+            dunning_at=request.dunning_at if open_dunning is None else next_step_at(open_dunning),
         )
         if wake_up != enrollment.next_wake_up:
             await self.store.enrollments.set_next_wake_up(enrollment.id, wake_up)
         return result
 
     async def _bill_in_arrears(
-        self, enrollment: Enrollment, product: Product, now: datetime, adapter_key: str
+        self, enrollment: Enrollment, product: Product, now: datetime, adapter_key: str, dunning: DunningPolicy | None
     ) -> Enrollment:
         """Bill every period whose service has ended and that is not billed yet, oldest first.
 
@@ -317,7 +335,9 @@ class EnrollmentActivities:
             if _is_closed(period) or period.end > now:
                 continue
             make_order = self._order_maker(enrollment, product, now, adapter_key)
-            stored, _ = await self.store.billing.bill_period(enrollment.id, period.start, make_order, now=now)
+            stored, _ = await self.store.billing.bill_period(
+                enrollment.id, period.start, make_order, now=now, dunning=dunning
+            )
             fault_injector.hit(FaultPoint.AFTER_COMMIT)
             periods = [stored if known.start == stored.start else known for known in enrollment.periods]
             enrollment = enrollment.model_copy(update={"periods": periods})
@@ -332,6 +352,15 @@ class EnrollmentActivities:
             return None if order is None else priced_order(order, product, enrollment.currency_code)
 
         return make_order
+
+    async def _open_dunning(
+        self, enrollment_id: str, policy: DunningPolicy | None, known_through: datetime | None, made: list[Period]
+    ) -> list[OrderDunning] | None:
+        """The enrollment's running schedules, read when they may have changed: orders were made on a plan with a
+        policy, or the workflow is new to them (its first advance). None: not read, the workflow's are current."""
+        if known_through is not None and (policy is None or not made):
+            return None
+        return await self.store.dunning.open_for(enrollment_id)
 
     async def _orders_of(self, periods: list[Period], written: dict[str, Order]) -> list[Order]:
         """The orders of ``periods`` by period start: those this call wrote as they are, the others (an earlier
@@ -392,6 +421,33 @@ class EnrollmentActivities:
             raise non_retryable(ErrorType.INVALID_TRANSITION, str(error)) from None
         fault_injector.hit(FaultPoint.AFTER_COMMIT)
         return updated
+
+    @activity.defn(name=ActivityName.DUNNING_STEP)
+    async def run_dunning_step(self, request: DunningStepRequest) -> DunningStepResult:
+        """Run one step of an order's dunning schedule (log entry and events; once); None: its dunning ended."""
+        try:
+            dunning = await self.store.dunning.run_step(
+                request.enrollment_id, request.order_id, request.index, now=request.now
+            )
+        except OrderNotFound as error:
+            raise non_retryable(ErrorType.ORDER_NOT_FOUND, str(error)) from None
+        except ValueError as error:
+            raise non_retryable(ErrorType.INVALID_TRANSITION, str(error)) from None
+        fault_injector.hit(FaultPoint.AFTER_COMMIT)
+        return DunningStepResult(dunning=dunning)
+
+    @activity.defn(name=ActivityName.RECORD_PAYMENT)
+    async def record_payment(self, request: PaymentRequest) -> PaymentResult:
+        """Record a payment received or failed for an order of the enrollment (once per key); see
+        :meth:`activities.persistence.payments.DunningRepository.record_payment`."""
+        try:
+            result = await self.store.dunning.record_payment(request)
+        except OrderNotFound as error:
+            raise non_retryable(ErrorType.ORDER_NOT_FOUND, str(error)) from None
+        except ValueError as error:
+            raise non_retryable(ErrorType.INVALID_TRANSITION, str(error)) from None
+        fault_injector.hit(FaultPoint.AFTER_COMMIT)
+        return result
 
 
 def _is_closed(period: Period) -> bool:

@@ -27,6 +27,7 @@ from adapters.domain import (
     Product,
     ProductPlan,
 )
+from adapters.dunning_policy import DunningPolicy
 
 
 class EnrollmentServices(Protocol):
@@ -59,6 +60,8 @@ class EnrollmentAdapter:
     label: ClassVar[str] = "Base enrollment adapter"
     bills_in_arrears: ClassVar[bool] = False
     """True when a period's order is made after the period ends (metered usage), not at its start."""
+    dunning: ClassVar[DunningPolicy | None] = None
+    """The dunning policy of unpaid orders on plans that carry none (None: such orders are not chased)."""
 
     def __init__(self, context: EnrollmentContext) -> None:
         self.context = context

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from adapters.dunning_policy import DunningPolicy
 from adapters.values import DomainModel as DomainModel
 from adapters.values import Identifier as Identifier
 from adapters.values import Line as Line
@@ -119,6 +120,7 @@ class ProductPlan(DomainModel):
     trial_interval_count: int = Field(default=0, ge=0, le=1_000)
     # Declared after the count so that its validator sees the count and the error is located here.
     trial_interval: BillingInterval | None = Field(default=None, validate_default=True)
+    dunning: DunningPolicy | None = Field(default=None, description="what happens while an order stays unpaid")
 
     prices: list[Price] = Field(default_factory=list, max_length=200)
     proration: Proration = Proration.SECONDS

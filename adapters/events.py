@@ -26,6 +26,8 @@ from adapters.domain import (
     UtcDatetime,
     isoformat_utc,
 )
+from adapters.dunning import Decline
+from adapters.dunning_policy import DunningAction
 
 
 class EventType(StrEnum):
@@ -36,6 +38,11 @@ class EventType(StrEnum):
     ORDER_CREATED = "order.created"
     ORDER_STATUS_CHANGED = "order.status_changed"
     USAGE_BILLED = "usage.billed"
+    DUNNING_STEP = "dunning.step"
+    DUNNING_REMINDER_DUE = "dunning.reminder_due"
+    DUNNING_PAYMENT_RETRY_DUE = "dunning.payment_retry_due"
+    ORDER_PAYMENT_RECEIVED = "order.payment_received"
+    ORDER_PAYMENT_FAILED = "order.payment_failed"
     ENROLLMENT_CHANGED = "enrollment.changed"
     ENROLLMENT_CHANGE_SCHEDULED = "enrollment.change_scheduled"
 
@@ -125,6 +132,47 @@ class UsageBilled(EventData):
     order_id: str | None = None
 
 
+class DunningStepTaken(EventData):
+    """A step of an unpaid order's dunning schedule ran (every step, whatever its action)."""
+
+    order_id: str
+    order_number: str
+    index: int = Field(ge=0, description="the step's position in the policy, from 0")
+    action: DunningAction
+    scheduled_at: UtcDatetime = Field(description="when it was due (it runs then, or right after a late previous step)")
+    open_balance: int | None = Field(
+        default=None, description="minor units still to pay; None: the order has no amount"
+    )
+    currency: str | None = None
+
+
+class DunningReminderDue(DunningStepTaken):
+    """A ``remind`` step: the mail service should remind the customer of the unpaid order."""
+
+
+class DunningPaymentRetryDue(DunningStepTaken):
+    """A ``retry_payment`` step: the payment service should charge the order again."""
+
+
+class PaymentReceived(EventData):
+    """A payment for an order was recorded; the order is paid (CONFIRMED) when nothing is left open."""
+
+    order_id: str
+    order_number: str
+    amount: int = Field(ge=1, description="minor units")
+    currency: str | None = None
+    open_balance: int = Field(ge=0, description="minor units still to pay after it")
+
+
+class PaymentFailed(EventData):
+    """A payment attempt for an order failed; a hard decline skips its remaining retry_payment steps."""
+
+    order_id: str
+    order_number: str
+    decline: Decline
+    code: str | None = Field(default=None, description="the payment provider's decline code")
+
+
 class EnrollmentChanged(EventData):
     """Plan (product), quantity or terms changed; the anchor when the schedule moved, the order the change made."""
 
@@ -152,6 +200,11 @@ EVENT_DATA: dict[EventType, type[EventData]] = {
     EventType.ORDER_CREATED: OrderCreated,
     EventType.ORDER_STATUS_CHANGED: OrderStatusChanged,
     EventType.USAGE_BILLED: UsageBilled,
+    EventType.DUNNING_STEP: DunningStepTaken,
+    EventType.DUNNING_REMINDER_DUE: DunningReminderDue,
+    EventType.DUNNING_PAYMENT_RETRY_DUE: DunningPaymentRetryDue,
+    EventType.ORDER_PAYMENT_RECEIVED: PaymentReceived,
+    EventType.ORDER_PAYMENT_FAILED: PaymentFailed,
     EventType.ENROLLMENT_CHANGED: EnrollmentChanged,
     EventType.ENROLLMENT_CHANGE_SCHEDULED: ChangeScheduled,
 }

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from adapters.domain import (
     MAX_QUANTITY,
+    MAX_STORED_INTEGER,
     Address,
     Contact,
     DomainModel,
@@ -32,6 +33,7 @@ from adapters.domain import (
     StatusChange,
     UtcDatetime,
 )
+from adapters.dunning import Decline, OrderDunning
 
 TASK_QUEUE = "enrollments"
 WORKFLOW_ID_PREFIX = "enrollment-"
@@ -96,6 +98,8 @@ class ActivityName(StrEnum):
     SET_SCHEDULED = "set_scheduled_action"
     APPLY_ORDER_STATUS = "apply_order_status"
     PROCESS_ENROLLMENT_PAGE = "process_enrollment_page"
+    DUNNING_STEP = "run_dunning_step"
+    RECORD_PAYMENT = "record_payment"
 
 
 class MessageName(StrEnum):
@@ -106,11 +110,13 @@ class MessageName(StrEnum):
     TERMINATE_SIGNAL = "terminate_enrollment"
     ORDER_STATUS_SIGNAL = "order_status_changed"
     CATCH_UP_SIGNAL = "catch_up"
+    PAYMENT_SIGNAL = "payment_reported"
     PAUSE_UPDATE = "pause"
     RESUME_UPDATE = "resume"
     TERMINATE_UPDATE = "terminate"
     ORDER_STATUS_UPDATE = "change_order_status"
     ACTIVATE_UPDATE = "activate"
+    PAYMENT_UPDATE = "report_payment"
     CHANGE_SIGNAL = "change_enrollment"
     CHANGE_UPDATE = "change"
     REGISTRATION_UPDATE = "registration"
@@ -156,6 +162,7 @@ class RegisterResult(DomainModel):
     adapter_key: str | None = None
     refused: str | None = Field(default=None, description="why the enrollment cannot be registered")
     refused_type: str | None = None
+    dunning: list[OrderDunning] = Field(default_factory=list, description="its orders in dunning, from the database")
 
 
 class AdvanceRequest(DomainModel):
@@ -182,6 +189,9 @@ class AdvanceRequest(DomainModel):
     reconcile: bool = Field(
         default=True, description="False while commands wait to be applied: they decide the status first"
     )
+    dunning_at: UtcDatetime | None = Field(
+        default=None, description="when the workflow's next dunning step is due (stored with the next wake-up)"
+    )
 
 
 class AdvanceResult(DomainModel):
@@ -202,6 +212,9 @@ class AdvanceResult(DomainModel):
     )
     terminated: UtcDatetime | None = Field(
         default=None, description="the store has the enrollment TERMINATED (final), with this expiry: nothing was made"
+    )
+    dunning: list[OrderDunning] | None = Field(
+        default=None, description="its orders in dunning after this advance (None: not reported, keep what is known)"
     )
 
 
@@ -267,6 +280,25 @@ class OrderStatusCommand(DomainModel):
     kind: Literal["order_status"] = "order_status"
     order_id: Identifier = Field(min_length=1)
     status: OrderStatus
+
+
+class PaymentCommand(DomainModel):
+    """A payment for an order (``received``, minor units) or a failed attempt (``failed`` soft or hard)."""
+
+    kind: Literal["payment"] = "payment"
+    at: UtcDatetime | None = _effective_at()
+    order_id: Identifier = Field(min_length=1)
+    received: int | None = Field(default=None, ge=1, le=MAX_STORED_INTEGER)
+    failed: Decline | None = None
+    code: Line | None = Field(default=None, max_length=100, description="the provider's decline code")
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> Self:
+        if (self.received is None) == (self.failed is None):
+            raise ValueError("give either received (an amount) or failed (soft or hard)")
+        if self.code is not None and self.failed is None:
+            raise ValueError("code goes with a failed payment")
+        return self
 
 
 class CatchUpCommand(DomainModel):
@@ -343,6 +375,7 @@ Command = (
     | OrderStatusCommand
     | CatchUpCommand
     | ActivateCommand
+    | PaymentCommand
     | ChangeCommand
 )
 CommandBody = Annotated[Command, Field(discriminator="kind")]
@@ -383,6 +416,12 @@ COMMAND_MESSAGES: dict[type[DomainModel], CommandMessages] = {
         MessageName.ORDER_STATUS_UPDATE,
         "Apply an order status change and wait for it.",
     ),
+    PaymentCommand: CommandMessages(
+        MessageName.PAYMENT_SIGNAL,
+        "A payment for an order was received (an amount) or failed (a soft or hard decline).",
+        MessageName.PAYMENT_UPDATE,
+        "Record a payment or a failed one and wait for it; an amount above the open balance is rejected.",
+    ),
     CatchUpCommand: CommandMessages(
         MessageName.CATCH_UP_SIGNAL, "Re-check due periods and deadlines now (order generator).", None, ""
     ),
@@ -421,6 +460,9 @@ class EnrollmentView(Enrollment):
     history_trimmed: bool = Field(
         default=False,
         description="the workflow carries the latest periods, orders and log entries only; the database has all",
+    )
+    dunning: list[OrderDunning] = Field(
+        default_factory=list, description="its unpaid orders in dunning: open balance, steps done, the next step"
     )
 
 

@@ -66,13 +66,15 @@ def next_wake_up(
     deadline: datetime | None,
     billing_due: datetime | None,
     needs_attention: bool = False,
+    dunning_at: datetime | None = None,
 ) -> datetime | None:
     """When an enrollment's workflow next acts on its own; None when nothing will happen without a command.
 
     For an INITIAL enrollment: its start, or, once it waits for its first order to be paid, that period's
     end. For the others, the earliest of: a pause or termination scheduled at period end, the
-    next period (when it gets periods), the payment deadline, and the end of a period billed in arrears. An
-    enrollment in need of attention waits for a command instead of its boundaries: they are what failed.
+    next period (when it gets periods), the payment deadline, the end of a period billed in arrears, and the
+    next dunning step of an unpaid order. An enrollment in need of attention waits for a command instead of its
+    boundaries (they are what failed); its dunning steps still run.
     """
     status = enrollment.status
     if status is EnrollmentStatus.INITIAL:  # its start, or when the time to pay its first order ends
@@ -87,6 +89,8 @@ def next_wake_up(
             moments.append(deadline)
         if billing_due is not None:
             moments.append(billing_due)
+    if status is not EnrollmentStatus.TERMINATED and dunning_at is not None:
+        moments.append(dunning_at)
     return min(moments) if moments else None
 
 

@@ -3,10 +3,11 @@
 - Access (pure, the workflow's query): during the trial; during a billable period whose order is paid
   (CONFIRMED or FULFILLED) and for ``grace`` past its end; during the first ``grace`` of a billable period
   whose order is not paid (yet). Never while INITIAL or PAUSED, never from ``expires`` on.
-- Overdue: the latest billable period's order is not paid ``grace`` after that period started. An
-  enrollment that is PAUSED because overdue stays overdue until its latest order is paid, so a new period
-  (whose own grace is still running) does not lift the pause; a REJECTED order keeps it paused.
-- The workflow wakes at the grace deadline (:meth:`TrialGraceAdapter.deadline_after`).
+- Overdue: the grace is a one-step dunning policy, ``pause`` ``grace`` after an unpaid order's period started
+  (:attr:`TrialGraceAdapter.dunning`, the same mechanism as a plan's own policy): the workflow wakes then and
+  pauses the enrollment (overdue). An enrollment that is PAUSED because overdue stays overdue until its latest
+  order is paid (:meth:`TrialGraceAdapter.is_overdue`), so a new period (whose own grace is still running) does
+  not lift the pause; a REJECTED order keeps it paused.
 
 The grace is 7 days; :func:`trial_grace_adapter` makes a variant with another grace (its own key, so each
 enrollment keeps the grace it was registered with). ``ENROLLMENT_ADAPTERS=trial_grace:14,…`` selects one.
@@ -27,6 +28,7 @@ from adapters.domain import (
     ProductPlan,
     UsageCalculationType,
 )
+from adapters.dunning_policy import DunningAction, DunningPolicy, DunningStep
 from adapters.licensed import LicensedAdapter
 
 DEFAULT_GRACE_DAYS = 7
@@ -42,6 +44,11 @@ def _is_paid(status: OrderStatus | None) -> bool:
     return status is not None and status.is_paid
 
 
+def grace_policy(days: int) -> DunningPolicy:
+    """The grace as a dunning policy: pause ``days`` after an unpaid period started."""
+    return DunningPolicy(steps=[DunningStep(after=f"P{days}D", action=DunningAction.PAUSE)])
+
+
 class TrialGraceAdapter(LicensedAdapter):
     """LICENSED plans with a trial: valid in the trial and in paid periods plus a grace; overdue after it."""
 
@@ -49,6 +56,7 @@ class TrialGraceAdapter(LicensedAdapter):
     version: ClassVar[str] = "1.0.0"
     label: ClassVar[str] = "Trial Subscription with Grace Period"
     grace: ClassVar[timedelta] = timedelta(days=DEFAULT_GRACE_DAYS)
+    dunning: ClassVar[DunningPolicy | None] = grace_policy(DEFAULT_GRACE_DAYS)
 
     @classmethod
     def is_activated_for(cls, plan: ProductPlan) -> bool:
@@ -71,17 +79,11 @@ class TrialGraceAdapter(LicensedAdapter):
             return False
         return any(period.start <= at < cls.access_end(period) for period in enrollment.periods)
 
-    @classmethod
-    def deadline_after(cls, enrollment: Enrollment, now: datetime) -> datetime | None:
-        """The grace deadline of the latest billable period while its order is unpaid."""
-        latest = _latest_billable(enrollment)
-        if latest is None or _is_paid(latest.order_status):
-            return None
-        deadline = latest.start + cls.grace
-        return deadline if deadline > now else None
-
     async def is_overdue(self) -> bool:
+        """An overdue pause holds until the latest billable order is paid (the grace's step makes the pause)."""
         enrollment = self.context.enrollment
+        if enrollment.status is not EnrollmentStatus.PAUSED or enrollment.pause_reason is not PauseReason.OVERDUE:
+            return False
         latest = _latest_billable(enrollment)
         if latest is None or latest.order_id is None:
             return False
@@ -89,11 +91,7 @@ class TrialGraceAdapter(LicensedAdapter):
         if self.context.services is not None:
             order = await self.context.services.find_order(latest.order_id)
             status = None if order is None else order.status
-        if _is_paid(status):
-            return False
-        if enrollment.status is EnrollmentStatus.PAUSED and enrollment.pause_reason is PauseReason.OVERDUE:
-            return True
-        return self.context.now >= latest.start + self.grace
+        return not _is_paid(status)
 
 
 @functools.cache
@@ -116,6 +114,7 @@ def trial_grace_adapter(days: int = DEFAULT_GRACE_DAYS) -> type[TrialGraceAdapte
             "key": f"{TrialGraceAdapter.key}.{days}d",
             "label": f"{TrialGraceAdapter.label} ({days} days)",
             "grace": timedelta(days=days),
+            "dunning": grace_policy(days),
         },
     )
     return cast(type[TrialGraceAdapter], variant)

@@ -15,6 +15,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from adapters.changes import ChangeRequest, ChangeResult
     from adapters.domain import DomainModel, Order
+    from adapters.dunning import DunningStepRequest, DunningStepResult, PaymentRequest, PaymentResult
     from adapters.lifecycle import (
         ActivityName,
         AdvanceRequest,
@@ -84,6 +85,19 @@ async def apply_order_status(request: OrderStatusRequest) -> Order:
     return await _execute(
         ActivityName.APPLY_ORDER_STATUS, request, Order, f"order {request.order_id} → {request.status}"
     )
+
+
+async def run_dunning_step(request: DunningStepRequest) -> DunningStepResult:
+    """Run one step of an order's dunning schedule (its log entry and events)."""
+    summary = f"dunning step {request.index + 1} of order {request.order_id}"
+    return await _execute(ActivityName.DUNNING_STEP, request, DunningStepResult, summary)
+
+
+async def record_payment(request: PaymentRequest) -> PaymentResult:
+    """Record a payment received or failed for an order."""
+    what = f"{request.received} received" if request.received is not None else f"{request.failed} decline"
+    summary = f"payment of order {request.order_id}: {what}"
+    return await _execute(ActivityName.RECORD_PAYMENT, request, PaymentResult, summary)
 
 
 async def change(request: ChangeRequest) -> ChangeResult:

@@ -17,6 +17,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from adapters.calendar import local_time_text
     from adapters.domain import Order, Period
+    from adapters.dunning import dunning_summary
     from adapters.lifecycle import EnrollmentView
     from adapters.text import escape_markdown
 
@@ -65,6 +66,8 @@ def render_details(view: EnrollmentView) -> str:
         lines.append(f"**Expires:** {_when(view.expires, zone)}  ")
     if view.scheduled is not None:
         lines.append(f"**Scheduled:** {view.scheduled.kind} at {_when(view.scheduled.at, zone)}  ")
+    for entry in view.dunning:  # each unpaid order's schedule: open balance, steps done, the next step
+        lines.append(f"**Dunning:** {escape_markdown(dunning_summary(entry, lambda at: _when(at, zone)))}  ")
     pending = view.pending_change
     if pending is not None:
         change = f"{escape_markdown(pending.product_id)} × {pending.quantity}"

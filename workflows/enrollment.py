@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         MessageName,
         OrderStatusCommand,
         PauseCommand,
+        PaymentCommand,
         QueuedCommand,
         RegisterRequest,
         RegisterResult,
@@ -140,6 +141,7 @@ class EnrollmentWorkflow:
         enrollment = result.enrollment
         self.state.enrollment = enrollment.model_copy(update={"adapter_key": result.adapter_key})
         self.state.scheduled = enrollment.scheduled
+        self.state.dunning = result.dunning
         # Rebuilt from the database: older orders are there, not in this state.
         self.state.history_trimmed = bool(enrollment.periods)
         self.state.needs_advance = True
@@ -234,6 +236,7 @@ class EnrollmentWorkflow:
             history_trimmed=self.state.history_trimmed,
             orders=self.state.orders,
             attention=self.state.attention,
+            dunning=self.state.dunning,
         )
 
     @workflow.query(
@@ -309,11 +312,13 @@ class EnrollmentWorkflow:
     terminate_signal = command_signal(TerminateCommand)
     order_status_signal = command_signal(OrderStatusCommand)
     catch_up_signal = command_signal(CatchUpCommand)
+    payment_signal = command_signal(PaymentCommand)
     pause_update = command_update(PauseCommand)
     resume_update = command_update(ResumeCommand)
     terminate_update = command_update(TerminateCommand)
     order_status_update = command_update(OrderStatusCommand)
     activate_update = command_update(ActivateCommand)
+    payment_update = command_update(PaymentCommand)
     change_signal = command_signal(ChangeCommand)
     change_update = command_update(ChangeCommand)
 

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         ScheduledAction,
         StatusChange,
     )
+    from adapters.dunning import ends_dunning, holds_pause, next_step_at
     from adapters.lifecycle import (
         ActivateCommand,
         AdvanceRequest,
@@ -50,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
         next_wake_up,
         order_voided_by_termination,
     )
-    from workflows import activity_calls
+    from workflows import activity_calls, dunning
     from workflows.change_steps import apply_change, apply_pending
     from workflows.enrollment_state import CommandOutcome, EnrollmentWorkflowState
     from workflows.transitions import rejection
@@ -90,6 +91,7 @@ class EnrollmentMachine:
             "order_status": self._order_status,
             "catch_up": self._catch_up,
             "activate": self._activate,
+            "payment": lambda body, at: dunning.apply_payment(self, body, at),
             "change": self._change,
         }
 
@@ -138,6 +140,8 @@ class EnrollmentMachine:
             await self._schedule(None)
             await self._apply_scheduled(scheduled)
             self._store_wake_up()
+        if not before_command and self.enrollment.status is not EnrollmentStatus.TERMINATED:
+            await dunning.run_due_steps(self, now)
         pending = self.enrollment.pending_change
         if pending is not None and now >= pending.at:
             await apply_pending(self, pending)
@@ -222,6 +226,7 @@ class EnrollmentMachine:
                 status=enrollment.status,
                 pause_reason=enrollment.pause_reason,
                 reconcile=reconcile,
+                dunning_at=next_step_at(self.state.dunning),
             )
         )
         if result.terminated is not None:
@@ -235,12 +240,16 @@ class EnrollmentMachine:
         self.state.next_period_start = result.next_period_start
         self.state.deadline = result.deadline
         self.state.billing_due = result.billing_due
+        if result.dunning is not None:
+            self.state.dunning = result.dunning
         # A catch-up that hit its per-call limit leaves periods due: go again without sleeping.
         self.state.needs_advance = bool(
             self.creates_periods() and result.next_period_start is not None and result.next_period_start <= now
         )
         status, reason = self.enrollment.status, self.enrollment.pause_reason
-        if status is EnrollmentStatus.ACTIVE and result.overdue:
+        # Overdue: the adapter says so, or an order's dunning paused the enrollment and is not through.
+        overdue = result.overdue or holds_pause(self.state.dunning)
+        if status is EnrollmentStatus.ACTIVE and overdue:
             await self._change_status(
                 StatusChange(
                     status=EnrollmentStatus.PAUSED,
@@ -250,7 +259,7 @@ class EnrollmentMachine:
                     pause_reason=PauseReason.OVERDUE,
                 )
             )
-        elif status is EnrollmentStatus.PAUSED and reason is PauseReason.OVERDUE and not result.overdue:
+        elif status is EnrollmentStatus.PAUSED and reason is PauseReason.OVERDUE and not overdue:
             await self._change_status(
                 StatusChange(status=EnrollmentStatus.ACTIVE, event_key=self._key(), at=now, info="payment received")
             )
@@ -275,6 +284,7 @@ class EnrollmentMachine:
             deadline=state.deadline,
             billing_due=state.billing_due,
             needs_attention=state.attention is not None,
+            dunning_at=next_step_at(state.dunning),
         )
 
     def _store_wake_up(self) -> None:
@@ -314,7 +324,13 @@ class EnrollmentMachine:
     def rejection(self, body: Command, at: datetime) -> str | None:
         state = self.state
         return rejection(
-            state.enrollment, state.scheduled, state.orders, body, at, all_orders_known=not state.history_trimmed
+            state.enrollment,
+            state.scheduled,
+            state.orders,
+            body,
+            at,
+            all_orders_known=not state.history_trimmed,
+            dunning=state.dunning,
         )
 
     def finish(self, command: QueuedCommand, error: str | None, error_type: str | None) -> None:
@@ -416,10 +432,18 @@ class EnrollmentMachine:
             if not isinstance(cause, ApplicationError) or cause.type not in REFUSED_ORDER_CHANGES:
                 raise
             raise CommandRefused(cause.message, cause.type) from None
+        self.order_changed(updated)
+
+    def order_changed(self, updated: Order) -> None:
+        """Take an order's stored change over: its status on its period, and its dunning ended once paid or
+        rejected; an overdue pause is then decided again (by the advance, with the adapter)."""
+        enrollment = self.enrollment
         self.state.orders = [updated if order.id == updated.id else order for order in self.state.orders]
         for period in enrollment.periods:
             if period.order_id == updated.id:
                 period.order_status = updated.status
+        if ends_dunning(updated.status):
+            dunning.forget(self, updated.id)
         if enrollment.status is EnrollmentStatus.PAUSED and enrollment.pause_reason is PauseReason.OVERDUE:
             self.state.needs_advance = True  # the adapter decides whether payment lifts the overdue pause
 
@@ -459,3 +483,5 @@ class EnrollmentMachine:
             setattr(enrollment, name, value)
         enrollment.updated = change.at
         enrollment.log.append(EnrollmentLogEntry(at=change.at, status=change.status, info=change.info))
+        if change.status is EnrollmentStatus.TERMINATED:
+            self.state.dunning = []  # the store ended every schedule with the termination

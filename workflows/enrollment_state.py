@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from adapters.domain import DomainModel, Enrollment, EnrollmentTerms, Identifier, Order, ScheduledAction, UtcDatetime
+from adapters.dunning import OrderDunning
 from adapters.lifecycle import KEPT_PERIODS, QueuedCommand, recent_history
 
 DEFAULT_PERIODS_PER_RUN = 50
@@ -41,6 +42,7 @@ class EnrollmentWorkflowState(DomainModel):
         default=None, description="why the enrollment cannot make progress (None: it can); it still obeys commands"
     )
     attention_type: str | None = None
+    dunning: list[OrderDunning] = Field(default_factory=list, description="its unpaid orders' running schedules")
 
 
 class EnrollmentWorkflowInput(DomainModel):

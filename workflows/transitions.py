@@ -18,12 +18,14 @@ with workflow.unsafe.imports_passed_through():
         Enrollment,
         EnrollmentStatus,
         Order,
+        OrderStatus,
         PauseReason,
         ScheduledAction,
         describe_status,
         isoformat_utc,
         order_status_change_problem,
     )
+    from adapters.dunning import OrderDunning, payment_problem
     from adapters.lifecycle import (
         ActivateCommand,
         ChangeCommand,
@@ -31,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         Command,
         OrderStatusCommand,
         PauseCommand,
+        PaymentCommand,
         ResumeCommand,
         TerminateCommand,
     )
@@ -42,6 +45,7 @@ class _Situation:
     scheduled: ScheduledAction | None
     orders: list[Order]
     all_orders_known: bool
+    dunning: list[OrderDunning]
     at: datetime
 
     @property
@@ -99,6 +103,21 @@ def _order_status(situation: _Situation, command: OrderStatusCommand) -> str | N
     return order_status_change_problem(order, command.status)
 
 
+def _payment(situation: _Situation, command: PaymentCommand) -> str | None:
+    order = next((order for order in situation.orders if order.id == command.order_id), None)
+    if order is None:
+        return f"order {command.order_id!r} is not an order of {situation.name}" if situation.all_orders_known else None
+    if order.status is not OrderStatus.PENDING:
+        return f"order {order.number} ({order.id}) is {order.status}: it has nothing open to pay"
+    if command.received is None:
+        return None
+    running = next((entry for entry in situation.dunning if entry.order_id == order.id), None)
+    if running is not None:
+        return payment_problem(order, running.open_balance, command.received)
+    # Without a schedule the store knows what was paid already; the workflow checks what it can.
+    return payment_problem(order, order.total, command.received)
+
+
 def _change(situation: _Situation, command: ChangeCommand) -> str | None:
     pending, scheduled = situation.enrollment.pending_change, situation.scheduled
     if command.cancel and pending is None:
@@ -140,10 +159,11 @@ _RULES: dict[str, Callable[[_Situation, Any], str | None]] = {
     "activate": _activate,
     "terminate": _terminate,
     "order_status": _order_status,
+    "payment": _payment,
 }
 """The rule of each command kind; a kind without one (catch_up) is always accepted."""
 
-_ALLOWED_AFTER_TERMINATION = frozenset({"order_status", "catch_up"})
+_ALLOWED_AFTER_TERMINATION = frozenset({"order_status", "catch_up", "payment"})
 
 
 def rejection(
@@ -154,6 +174,7 @@ def rejection(
     at: datetime,
     *,
     all_orders_known: bool = True,
+    dunning: list[OrderDunning] | None = None,
 ) -> str | None:
     """Why ``command`` cannot be applied to the enrollment now, or None when it can.
 
@@ -165,7 +186,7 @@ def rejection(
         return None
     if enrollment is None:
         return "the enrollment is not registered yet"
-    situation = _Situation(enrollment, scheduled, orders, all_orders_known, at)
+    situation = _Situation(enrollment, scheduled, orders, all_orders_known, dunning or [], at)
     problem = _effective_at_problem(situation, command)
     if problem is not None:
         return problem

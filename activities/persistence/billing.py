@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.persistence.dunning_rows import end_dunning, start_dunning_row
 from activities.persistence.errors import OrderNotFound
 from activities.persistence.events import NewEvent, record_events
 from activities.persistence.models import OrderPositionRow, OrderRow, PeriodRow, UsageRecordRow
@@ -31,6 +32,8 @@ from adapters.domain import (
     order_status_change_problem,
     service_end,
 )
+from adapters.dunning import ends_dunning
+from adapters.dunning_policy import DunningPolicy
 from adapters.events import (
     EventPeriod,
     EventType,
@@ -94,8 +97,12 @@ class BillingRepository:
         *,
         now: datetime,
         order_status: OrderStatus = OrderStatus.PENDING,
+        dunning: DunningPolicy | None = None,
     ) -> tuple[Period, Order | None]:
         """Store ``period`` and, if given, the order that bills it (with ``order_status``), in one transaction.
+
+        An unpaid order on a ``dunning`` policy gets its schedule, due at the period's start, in the same
+        transaction.
 
         Keyed by ``(enrollment_id, period.start)``: when that period exists it is returned with its order
         (possibly None) and nothing is created. Raises ``ValueError`` when ``period`` overlaps another period
@@ -150,6 +157,8 @@ class BillingRepository:
             session.add(stored)
             enrollment.updated = now
             await session.flush()
+            if order_row is not None and dunning is not None and order_status is OrderStatus.PENDING:
+                await _start_dunning(session, enrollment_id, dunning, order_row, period.start, now)
             started = PeriodStarted(
                 start=period.start, end=period.end, is_trial=period.is_trial, order_id=stored.order_id
             )
@@ -161,7 +170,13 @@ class BillingRepository:
         return await self._transactions.write(add)
 
     async def bill_period(
-        self, enrollment_id: str, period_start: datetime, make_order: MakeOrder, *, now: datetime
+        self,
+        enrollment_id: str,
+        period_start: datetime,
+        make_order: MakeOrder,
+        *,
+        now: datetime,
+        dunning: DunningPolicy | None = None,
     ) -> tuple[Period, Order | None]:
         """Close the period starting at ``period_start`` for billing in arrears, with the order ``make_order`` makes.
 
@@ -172,7 +187,8 @@ class BillingRepository:
         in the total ``make_order`` read or refused as late afterwards. Idempotent: a period that is billed
         already (or has an order) is returned as it is and ``make_order`` is not called. Works on TERMINATED
         enrollments (their last period is billed after they end). Raises ``ValueError`` when there is no such
-        period or the order is for another window, :class:`EnrollmentNotFound` for an unknown enrollment.
+        period or the order is for another window, :class:`EnrollmentNotFound` for an unknown enrollment. An
+        order on a ``dunning`` policy gets its schedule, due now (the billing time), in the same transaction.
         """
         require_aware("period_start", period_start)
         require_aware("now", now)
@@ -193,6 +209,8 @@ class BillingRepository:
                 _check_order_window(enrollment_id, window, order)
                 order_row = await insert_order(session, enrollment_id, window, order, now)
                 stored.order_id = order_row.id
+                if dunning is not None and enrollment.status != EnrollmentStatus.TERMINATED.value:
+                    await _start_dunning(session, enrollment_id, dunning, order_row, now, now)
             stored.billed_at = now
             enrollment.updated = now
             await session.flush()
@@ -227,18 +245,7 @@ class BillingRepository:
             row = await session.get(OrderRow, order_id, with_for_update=True, populate_existing=True)
             if row is None:
                 raise OrderNotFound(order_id)
-            order = order_of(row)
-            problem = order_status_change_problem(order, status)
-            if problem is not None:
-                raise ValueError(problem)
-            if row.status != status.value:
-                row.status = status.value
-                row.updated = now
-                changed = OrderStatusChanged(id=order.id, number=order.number, from_=order.status, to=status)
-                key = f"{order.id}:{status.value}"  # each status is reached once: the transitions form no cycle
-                await session.flush()
-                await record_events(session, enrollment_id, NewEvent(EventType.ORDER_STATUS_CHANGED, key, now, changed))
-            return order.model_copy(update={"status": status})
+            return await change_order_status(session, enrollment_id, row, status, now)
 
         return await self._transactions.write(set_status)
 
@@ -260,6 +267,38 @@ class BillingRepository:
                 select(OrderRow).where(OrderRow.enrollment_id == enrollment_id).order_by(OrderRow.period_start)
             )
             return [order_of(row) for row in rows]
+
+
+async def change_order_status(
+    session: AsyncSession, enrollment_id: str, row: OrderRow, status: OrderStatus, now: datetime
+) -> Order:
+    """Set the order's status in the caller's transaction (it holds the enrollment's lock), with its event.
+
+    ``ValueError`` for a change the order's status does not allow; the same status again changes nothing. An
+    order that is paid or rejected is no longer chased: its dunning ends.
+    """
+    order = order_of(row)
+    problem = order_status_change_problem(order, status)
+    if problem is not None:
+        raise ValueError(problem)
+    if row.status != status.value:
+        row.status = status.value
+        row.updated = now
+        changed = OrderStatusChanged(id=order.id, number=order.number, from_=order.status, to=status)
+        key = f"{order.id}:{status.value}"  # each status is reached once: the transitions form no cycle
+        await session.flush()
+        await record_events(session, enrollment_id, NewEvent(EventType.ORDER_STATUS_CHANGED, key, now, changed))
+        if ends_dunning(status):
+            await end_dunning(session, order.id, status.value.lower(), now)
+    return order.model_copy(update={"status": status})
+
+
+async def _start_dunning(
+    session: AsyncSession, enrollment_id: str, policy: DunningPolicy, row: OrderRow, due_at: datetime, now: datetime
+) -> None:
+    await start_dunning_row(
+        session, enrollment_id, policy, order_of(row), due_at, open_balance=row.total, currency=row.currency, now=now
+    )
 
 
 async def insert_order(

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.persistence.dunning_rows import end_all_dunning
 from activities.persistence.errors import EnrollmentConflict, EnrollmentTerminated, ProductNotFound
 from activities.persistence.events import NewEvent, record_events
 from activities.persistence.models import ID_LENGTH, KEY_LENGTH, EnrollmentLogRow, EnrollmentRow, ProductRow
@@ -277,6 +278,8 @@ class EnrollmentRepository:
             events = [NewEvent(EventType.ENROLLMENT_STATUS_CHANGED, change.event_key, change.at, changed)]
             if previous is EnrollmentStatus.INITIAL and change.status is EnrollmentStatus.ACTIVE:
                 events.append(_activated(row.anchor, change.info))
+            if change.status is EnrollmentStatus.TERMINATED:  # nothing is chased from an ended subscription
+                await end_all_dunning(session, enrollment_id, "terminated", change.at)
             await session.flush()
             await record_events(session, enrollment_id, *events)
             return await snapshot(session, row)

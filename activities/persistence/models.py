@@ -298,3 +298,37 @@ class WebhookAttemptRow(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class OrderDunningRow(Base):
+    __tablename__ = "order_dunning"
+    # An enrollment's open schedules (ended_at NULL) are what a rebuilt workflow and every advance read.
+    __table_args__ = (Index(None, "enrollment_id", "ended_at"),)
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    open_balance: Mapped[int | None] = mapped_column(BigInteger)
+    # Each step with its time and status (adapters.dunning.DunningStepState as JSON).
+    steps: Mapped[list[dict[str, Any]]] = _json(nullable=False)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_reason: Mapped[str | None] = mapped_column(String(32))
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PaymentRow(Base):
+    __tablename__ = "order_payments"
+    # The key (from the workflow's command) makes a retried payment a no-op.
+    __table_args__ = (UniqueConstraint("order_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"), index=True)
+    key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    decline: Mapped[str | None] = mapped_column(String(8))
+    code: Mapped[str | None] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -15,6 +15,7 @@ from activities.persistence.database import create_engine, session_factory
 from activities.persistence.deliveries import DeliveryRepository
 from activities.persistence.enrollments import EnrollmentRepository
 from activities.persistence.events import EventRepository
+from activities.persistence.payments import DunningRepository
 from activities.persistence.products import ProductRepository
 from activities.persistence.transactions import Transactions
 from activities.persistence.usage import UsageRepository
@@ -23,8 +24,8 @@ from activities.persistence.webhooks import WebhookRepository
 
 @dataclass(frozen=True)
 class Store:
-    """Products, enrollments (with their log), billing (periods and orders), usage, the event outbox and
-    webhooks, on one database."""
+    """Products, enrollments (with their log), billing (periods and orders), usage, the event outbox,
+    webhooks, and dunning with payments, on one database."""
 
     transactions: Transactions
     products: ProductRepository
@@ -35,6 +36,7 @@ class Store:
     events: EventRepository
     webhooks: WebhookRepository
     deliveries: DeliveryRepository
+    dunning: DunningRepository
 
     @classmethod
     def over(cls, sessions: async_sessionmaker[AsyncSession]) -> Store:
@@ -49,6 +51,7 @@ class Store:
             events=EventRepository(transactions),
             webhooks=WebhookRepository(transactions),
             deliveries=DeliveryRepository(transactions),
+            dunning=DunningRepository(transactions),
         )
 
 

@@ -1,8 +1,8 @@
 """Commands that create and change enrollments, through Temporal (``--address``, ``--namespace``).
 
-``create``, ``create-from-order``, ``pause``, ``resume``, ``terminate``, ``activate`` and ``order-status``
-go to the enrollment's workflow with :class:`starter.client.EnrollmentsClient`. Each prints something short
-for people, and JSON with ``--json`` (datetimes in UTC, ``Z``). An unknown enrollment or order and a
+``create``, ``create-from-order``, ``pause``, ``resume``, ``terminate``, ``activate``, ``order-status`` and
+``payment`` go to the enrollment's workflow with :class:`starter.client.EnrollmentsClient`. Each prints something
+short for people, and JSON with ``--json`` (datetimes in UTC, ``Z``). An unknown enrollment or order and a
 refused command exit 1, as does an unreachable Temporal server; invalid input exits 2.
 """
 
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from adapters.checkout import CheckoutOrder
 from adapters.domain import EnrollmentTerms, OrderStatus, describe_status, isoformat_utc
+from adapters.dunning import Decline, dunning_summary
 from adapters.lifecycle import (
     ActivateCommand,
     Command,
@@ -50,6 +51,7 @@ def register(app: typer.Typer) -> None:
     app.command()(terminate)
     app.command()(activate)
     app.command("order-status")(order_status)
+    app.command("payment")(payment)
 
 
 def create(
@@ -120,7 +122,7 @@ def _report(view: EnrollmentView, as_json: bool) -> None:
         line += f"; {view.scheduled.kind} scheduled at {when(view.scheduled.at)}"
     if view.expires is not None:
         line += f"; expires {when(view.expires)}"
-    echo_lines([line])
+    echo_lines([line, *(f"  dunning {dunning_summary(entry, when)}" for entry in view.dunning)])
 
 
 def _send(ctx: typer.Context, enrollment_id: str, command: Command, as_json: bool) -> None:
@@ -180,6 +182,35 @@ def order_status(
 ) -> None:
     """Tell the order's enrollment that the order changed status (e.g. paid: CONFIRMED)."""
     _report(with_client(ctx, lambda client: client.order_status_changed(order_id, status)), as_json)
+
+
+def payment(
+    ctx: typer.Context,
+    order_id: OrderArgument,
+    received: Annotated[
+        int | None,
+        typer.Option("--received", min=1, help="An amount received, in minor units (e.g. cents).", show_default=False),
+    ] = None,
+    failed: Annotated[
+        Decline | None,
+        typer.Option("--failed", help="A failed attempt: soft or hard.", parser=choice(Decline), metavar="soft|hard"),
+    ] = None,
+    code: Annotated[str | None, typer.Option("--code", help="The provider's decline code (with --failed).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a payment for an order (--received AMOUNT) or a failed attempt (--failed soft|hard).
+
+    Paying the whole open balance makes the order CONFIRMED and ends its dunning; a hard decline skips its
+    remaining retry_payment steps.
+    """
+    if (received is None) == (failed is None):
+        raise typer.BadParameter("give either --received AMOUNT or --failed soft|hard", param_hint="--received")
+    if code is not None and failed is None:
+        raise typer.BadParameter("goes with --failed", param_hint="--code")
+    _report(
+        with_client(ctx, lambda client: client.report_payment(order_id, received=received, failed=failed, code=code)),
+        as_json,
+    )
 
 
 def _read_order(path: str) -> CheckoutOrder:

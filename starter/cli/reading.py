@@ -11,6 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from activities.persistence import Store
 from adapters.domain import Enrollment, EnrollmentStatus, Order, describe_status, isoformat_utc
+from adapters.dunning import dunning_summary
 from adapters.lifecycle import EnrollmentView
 from starter.cli.errors import CliError
 from starter.cli.execution import JsonOption, echo_json, with_client, with_store
@@ -62,6 +63,9 @@ def status(ctx: typer.Context, enrollment_id: EnrollmentArgument, as_json: JsonO
         lines.append(f"  {when(period.start)} → {when(period.end)}{trial}{order}")
     lines.append(f"orders ({len(view.orders)}):")
     lines += [_order_line(order) for order in view.orders]
+    if view.dunning:
+        lines.append(f"dunning ({len(view.dunning)}):")
+        lines += [f"  {dunning_summary(entry, when)}" for entry in view.dunning]
     if view.log:
         lines.append("log:")
         lines += [f"  {when(entry.at)}  {entry.status}  {entry.info}" for entry in view.log]

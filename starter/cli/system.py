@@ -11,7 +11,8 @@ import typer
 from activities.persistence import redacted
 from activities.persistence.migrate import upgrade
 from adapters.calendar import preview as preview_periods
-from adapters.domain import PeriodWindow, isoformat_utc
+from adapters.domain import PeriodWindow, ProductPlan, isoformat_utc
+from adapters.dunning import due_time, schedule
 from starter.cli.app import state
 from starter.cli.parsing import not_blank, parse_aware_datetime, parse_plan, parse_timezone
 from starter.devtools.simulation import main_simulate
@@ -29,8 +30,20 @@ def register(app: typer.Typer) -> None:
     app.command()(simulate)
 
 
-def period_json(window: PeriodWindow) -> dict[str, Any]:
-    return {"start": isoformat_utc(window.start), "end": isoformat_utc(window.end), "is_trial": window.is_trial}
+def period_json(window: PeriodWindow, plan: ProductPlan | None = None) -> dict[str, Any]:
+    """A period as JSON; with a plan that has a dunning policy, the times of its order's steps if it stays unpaid."""
+    period: dict[str, Any] = {
+        "start": isoformat_utc(window.start),
+        "end": isoformat_utc(window.end),
+        "is_trial": window.is_trial,
+    }
+    policy = None if plan is None else plan.dunning
+    due = None if plan is None else due_time(plan, window)
+    if policy is not None and due is not None:
+        period["dunning"] = [
+            {"action": str(step.action), "at": isoformat_utc(step.at)} for step in schedule(policy, due)
+        ]
+    return period
 
 
 def preview(
@@ -51,12 +64,13 @@ def preview(
         int, typer.Option("--periods", min=1, max=MAX_PREVIEW_PERIODS, help="How many periods to show.")
     ] = 12,
 ) -> None:
-    """Print the first periods of a plan as a JSON array (UTC), without side effects."""
+    """Print the first periods of a plan as a JSON array (UTC), without side effects; with a dunning policy, each
+    period lists when its order's steps would run if it stayed unpaid."""
     product_plan = parse_plan(plan)
     anchor = parse_aware_datetime("--start", start)
     zone = parse_timezone("--timezone", timezone)
     windows = preview_periods(product_plan, anchor, zone, periods)
-    typer.echo(json.dumps([period_json(window) for window in windows], indent=2))
+    typer.echo(json.dumps([period_json(window, product_plan) for window in windows], indent=2))
 
 
 @db_app.command("upgrade")

@@ -34,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.persistence import EnrollmentNotFound as StoredEnrollmentNotFound
 from activities.persistence import Store, create_engine, enrollment_number, session_factory
-from activities.persistence.numbers import ENROLLMENT_PREFIX, ORDER_PREFIX
+from activities.persistence.numbers import ENROLLMENT_PREFIX
 from adapters.builtin import director_from_names
 from adapters.checkout import CheckoutOrder
 from adapters.director import EnrollmentDirector
@@ -67,10 +67,11 @@ from adapters.webhooks import webhook_task_queue as default_webhook_task_queue
 from starter.client.access import needs_stored_periods, stored_access
 from starter.client.changes import ChangesMixin
 from starter.client.checkout import CheckoutEnrollment, EnrollmentsFromOrder, plan_enrollments
-from starter.client.errors import EnrollmentCommandRejected, EnrollmentNotFound, OrderNotFound, rejection
+from starter.client.errors import EnrollmentCommandRejected, EnrollmentNotFound, rejection
 from starter.client.payload_limits import ensure_fits
+from starter.client.payments import PaymentsMixin
 from starter.client.preflight import existing_status, terminated_rejection
-from starter.client.references import as_number, enrollment_id_of, order_id_of
+from starter.client.references import as_number, enrollment_id_of, order_and_enrollment
 from starter.client.run_chain import RunEnded, following_runs
 from starter.connection import Settings, connect
 from workflows.enrollment_state import EnrollmentWorkflowInput
@@ -85,8 +86,8 @@ def _aware(name: str, value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-class EnrollmentsClient(ChangesMixin):
-    """Typed access to enrollments for services: create, command, change, query; events and webhooks."""
+class EnrollmentsClient(ChangesMixin, PaymentsMixin):
+    """Typed access to enrollments for services: create, command, change, pay, query; events and webhooks."""
 
     def __init__(
         self,
@@ -305,20 +306,11 @@ class EnrollmentsClient(ChangesMixin):
     ) -> EnrollmentView:
         """Tell an order's enrollment that the order changed status (e.g. paid → CONFIRMED).
 
-        ``order_id`` may also be the order's number (``O-…``). Without ``enrollment_id`` the order's enrollment
-        is looked up in the database.
+        ``order_id`` may be the order's number (``O-…``); without ``enrollment_id`` the database is asked.
         """
         wanted = OrderStatus(status)
-        identifier = order_id
-        if self._database_url is not None and as_number(order_id, ORDER_PREFIX) is not None:
-            identifier = await order_id_of(self.store(), order_id)
-        if enrollment_id is None:
-            if self._database_url is None:
-                raise ValueError("order_status_changed needs enrollment_id when the client has no database_url")
-            order = await self.store().billing.get_order(identifier)
-            if order is None or order.enrollment_id is None:
-                raise OrderNotFound(order_id)
-            enrollment_id = order.enrollment_id
+        store = self.store if self._has_database else None
+        identifier, enrollment_id = await order_and_enrollment(store, order_id, enrollment_id, "order_status_changed")
         return await self.send(enrollment_id, OrderStatusCommand(order_id=identifier, status=wanted))
 
     async def record_usage(

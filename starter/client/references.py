@@ -7,8 +7,11 @@ enrollment or order has that number, the reference is taken as an id. Anything e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from activities.persistence import Store, normalize_number
 from activities.persistence.numbers import ENROLLMENT_PREFIX, ORDER_PREFIX
+from starter.client.errors import OrderNotFound
 
 
 def as_number(reference: str, prefix: str) -> str | None:
@@ -32,3 +35,22 @@ async def order_id_of(store: Store, reference: str) -> str:
     number = as_number(reference, ORDER_PREFIX)
     found = None if number is None else await store.billing.order_id_for_number(number)
     return found or reference
+
+
+async def order_and_enrollment(
+    store_of: Callable[[], Store] | None, reference: str, enrollment_id: str | None, what: str
+) -> tuple[str, str]:
+    """The id of the order ``reference`` names and its enrollment's (``enrollment_id`` when given, else looked up).
+
+    Without a store a number is taken as an id, and ``enrollment_id`` is required (``ValueError`` naming ``what``).
+    """
+    store = None if store_of is None else store_of()
+    identifier = reference if store is None else await order_id_of(store, reference)
+    if enrollment_id is not None:
+        return identifier, enrollment_id
+    if store is None:
+        raise ValueError(f"{what} needs enrollment_id when the client has no database_url")
+    order = await store.billing.get_order(identifier)
+    if order is None or order.enrollment_id is None:
+        raise OrderNotFound(reference)
+    return identifier, order.enrollment_id

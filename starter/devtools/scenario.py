@@ -3,9 +3,9 @@
 A scenario (JSON) names a product with its plan, the enrollment's terms (``start`` is the schedule anchor,
 default the simulation's start; ``id`` is optional), the time to stop (``until``) and events: ``pause``,
 ``resume``, ``terminate``, ``change`` (each the command's own fields; ``change`` with ``"dry_run": true``
-only previews), ``order_status``, ``usage`` and ``access_check``. ``products`` adds the plans a change
-may move to. Invalid scenarios raise :class:`ScenarioError` with one line naming the problem
-(``events[2].at: ...``). How a scenario runs: :mod:`starter.devtools.simulation`.
+only previews), ``order_status``, ``payment_failed``, ``payment``, ``usage`` and ``access_check``. ``products``
+adds the plans a change may move to. Invalid scenarios raise :class:`ScenarioError` with one line naming the
+problem (``events[2].at: ...``). How a scenario runs: :mod:`starter.devtools.simulation`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from adapters.builtin import director_from_names
 from adapters.director import EnrollmentDirector, NoAdapterForPlanError
 from adapters.domain import (
     MAX_QUANTITY,
+    MAX_STORED_INTEGER,
     Configuration,
     EnrollmentTerms,
     OrderStatus,
@@ -32,6 +33,7 @@ from adapters.domain import (
     UtcDatetime,
     isoformat_utc,
 )
+from adapters.dunning import Decline
 from adapters.lifecycle import ChangeCommand, Command, PauseCommand, ResumeCommand, TerminateCommand
 from adapters.validation import problem
 from starter.connection import Settings
@@ -146,6 +148,23 @@ class OrderStatusEvent(_Event):
     status: OrderStatus
 
 
+class PaymentFailedEvent(_Event):
+    """A failed payment attempt for an order: a soft or a hard decline."""
+
+    type: Literal["payment_failed"]
+    order: OrderReference = "latest"
+    decline: Decline
+    code: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class PaymentEvent(_Event):
+    """A payment received for an order, in minor units."""
+
+    type: Literal["payment"]
+    order: OrderReference = "latest"
+    amount: StrictInt = Field(ge=1, le=MAX_STORED_INTEGER)
+
+
 class UsageEvent(_Event):
     type: Literal["usage"]
     units: StrictInt = Field(ge=0)
@@ -157,10 +176,28 @@ class AccessCheckEvent(_Event):
 
 
 ScenarioEvent = Annotated[
-    PauseEvent | ResumeEvent | TerminateEvent | ChangeEvent | OrderStatusEvent | UsageEvent | AccessCheckEvent,
+    PauseEvent
+    | ResumeEvent
+    | TerminateEvent
+    | ChangeEvent
+    | OrderStatusEvent
+    | PaymentFailedEvent
+    | PaymentEvent
+    | UsageEvent
+    | AccessCheckEvent,
     Field(discriminator="type"),
 ]
-EVENT_TYPES = ("pause", "resume", "terminate", "change", "order_status", "usage", "access_check")
+EVENT_TYPES = (
+    "pause",
+    "resume",
+    "terminate",
+    "change",
+    "order_status",
+    "payment_failed",
+    "payment",
+    "usage",
+    "access_check",
+)
 
 
 class Scenario(_ScenarioModel):

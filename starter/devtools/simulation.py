@@ -24,7 +24,10 @@ Rules:
 - A command the enrollment refuses (e.g. resuming a terminated enrollment) is not a scenario error: it is
   listed under ``rejected`` and the simulation goes on.
 - ``order`` of an ``order_status`` event is ``"latest"`` or the 0-based index of the orders in creation
-  order, resolved when the event is applied (no such order is a scenario error).
+  order, resolved when the event is applied (no such order is a scenario error); so is the ``order`` of a
+  ``payment`` (``amount`` in minor units) or ``payment_failed`` (``decline`` soft or hard) event. A payment the
+  enrollment refuses (above the open balance, an order already paid) is listed under ``rejected``.
+- ``events`` lists the enrollment's events (as services receive them) in order.
 - ``usage`` events are recorded like a metering source records them (the usage store: the idempotency
   ``key`` defaults to ``simulate-event-<index>``) and listed under ``usage``; the metered adapter bills
   them in arrears. Usage the engine refuses (late, for an already-billed period) is listed under
@@ -61,13 +64,14 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.persistence import Store, UsageConflict, UsageRefused, create_engine, session_factory
+from activities.persistence.events import MAX_PAGE
 from activities.persistence.migrate import upgrade_async
 from adapters.domain import (
     Enrollment,
     Order,
     isoformat_utc,
 )
-from adapters.lifecycle import ChangeCommand, EnrollmentView, OrderStatusCommand, workflow_id_for
+from adapters.lifecycle import ChangeCommand, EnrollmentView, OrderStatusCommand, PaymentCommand, workflow_id_for
 from starter.client import EnrollmentClientError, EnrollmentCommandRejected, EnrollmentsClient
 from starter.devtools.binaries import register_search_attributes, test_server_path
 from starter.devtools.scenario import (
@@ -75,6 +79,8 @@ from starter.devtools.scenario import (
     ChangeEvent,
     CommandEvent,
     OrderStatusEvent,
+    PaymentEvent,
+    PaymentFailedEvent,
     Scenario,
     ScenarioError,
     UsageEvent,
@@ -83,6 +89,7 @@ from starter.devtools.scenario import (
 from starter.devtools.simulation_result import (
     SimulatedAccessCheck,
     SimulatedEnrollment,
+    SimulatedEvent,
     SimulatedLogEntry,
     SimulatedOrder,
     SimulatedPeriod,
@@ -93,6 +100,7 @@ from starter.devtools.simulation_result import (
 )
 from starter.runtime.worker import build_worker
 
+OrderEvent = OrderStatusEvent | PaymentEvent | PaymentFailedEvent
 SETTLE_TIMEOUT_SECONDS = 60.0
 """Real time the workflow may take to finish what is due at an event's time before the simulation gives up."""
 
@@ -171,6 +179,8 @@ class _Simulation:
             "terminate": self._send,
             "change": self._change,
             "order_status": self._order_status,
+            "payment_failed": self._payment,
+            "payment": self._payment,
             "usage": self._record_usage,
             "access_check": self._access_check,
         }
@@ -194,7 +204,9 @@ class _Simulation:
         stored = await self.store.enrollments.get(self.enrollment_id)
         assert stored is not None, "a registered enrollment is in the database"
         orders = await self.store.billing.list_orders(self.enrollment_id)
-        return self._result(view, stored, orders)
+        page = await self.store.events.page(enrollment_id=self.enrollment_id, limit=MAX_PAGE)
+        events = [SimulatedEvent.model_validate(event.model_dump()) for event in page.events]
+        return self._result(view, stored, orders).model_copy(update={"events": events})
 
     async def terminate_workflow(self) -> None:
         """Stop the workflow if it still runs, so no timer of it fires in an environment that outlives us."""
@@ -293,17 +305,25 @@ class _Simulation:
         command = OrderStatusCommand(order_id=await self._order_id(index, event), status=event.status)
         await self._command(event, self.client.send(self.enrollment_id, command))
 
+    async def _payment(self, index: int, event: PaymentEvent | PaymentFailedEvent) -> None:
+        order_id = await self._order_id(index, event)
+        if isinstance(event, PaymentEvent):
+            command = PaymentCommand(at=event.at, order_id=order_id, received=event.amount)
+        else:
+            command = PaymentCommand(at=event.at, order_id=order_id, failed=event.decline, code=event.code)
+        await self._command(event, self.client.send(self.enrollment_id, command))
+
     async def _access_check(self, index: int, event: AccessCheckEvent) -> None:
         valid = await self.client.is_valid_for_activation(self.enrollment_id, at=event.at)
         self.access_checks.append(SimulatedAccessCheck(at=event.at, valid=valid))
 
-    async def _command(self, event: CommandEvent | OrderStatusEvent, call: Awaitable[EnrollmentView]) -> None:
+    async def _command(self, event: CommandEvent | OrderEvent, call: Awaitable[EnrollmentView]) -> None:
         try:
             await call
         except EnrollmentCommandRejected as error:
             self.rejected.append(SimulatedRejection(at=event.at, type=event.type, error=str(error)))
 
-    async def _order_id(self, index: int, event: OrderStatusEvent) -> str:
+    async def _order_id(self, index: int, event: OrderEvent) -> str:
         orders = await self.store.billing.list_orders(self.enrollment_id)
         at = isoformat_utc(event.at)
         if not orders:

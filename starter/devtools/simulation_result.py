@@ -6,7 +6,7 @@ Datetimes print in UTC with a ``Z`` suffix; amounts in integer minor units.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, PlainSerializer
 
@@ -89,6 +89,15 @@ class SimulatedPreview(BaseModel):
     outcome: ChangeOutcome
 
 
+class SimulatedEvent(BaseModel):
+    """One of the enrollment's events, as services receive it (without its id)."""
+
+    sequence: int
+    type: str
+    occurred_at: UtcText
+    data: dict[str, Any]
+
+
 class SimulationResult(BaseModel):
     """What ``enrollments simulate`` prints: the enrollment at ``until`` and what happened on the way."""
 
@@ -99,6 +108,7 @@ class SimulationResult(BaseModel):
     rejected: list[SimulatedRejection]
     usage: list[SimulatedUsage]
     previews: list[SimulatedPreview] = Field(default_factory=list)
+    events: list[SimulatedEvent] = Field(default_factory=list, description="the enrollment's events, in order")
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

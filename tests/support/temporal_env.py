@@ -62,8 +62,12 @@ async def running_worker(
     director: EnrollmentDirector | None = None,
     task_queue: str | None = None,
     delivery_policy: DeliveryPolicy | None = None,
+    max_cached_workflows: int = 1_000,
 ) -> AsyncIterator[tuple[EnrollmentsClient, WorkerResources]]:
-    """A worker (enrollments and webhook delivery) on fresh task queues and a client for it; both closed on exit."""
+    """A worker (enrollments and webhook delivery) on fresh task queues and a client for it; both closed on exit.
+
+    ``max_cached_workflows=0``: no sticky queue, so another worker on the same queue takes the next task at once.
+    """
     queue = task_queue or f"enrollments-{uuid.uuid4().hex[:8]}"
     resources = build_worker(
         env.client,
@@ -71,6 +75,7 @@ async def running_worker(
         task_queue=queue,
         director=director or director_from_names(["licensed"]),
         delivery_policy=delivery_policy,
+        max_cached_workflows=max_cached_workflows,
     )
     client = EnrollmentsClient(env.client, task_queue=queue, database_url=database_url)
     try:

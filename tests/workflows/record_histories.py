@@ -22,7 +22,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.persistence.migrate import upgrade_async
 from adapters.director import EnrollmentDirector
-from adapters.domain import BillingInterval, OrderStatus, Product, ProductPlan, ProductType
+from adapters.domain import BillingInterval, OrderStatus, Price, Product, ProductPlan, ProductType
+from adapters.dunning_policy import DunningPolicy
 from adapters.licensed import LicensedAdapter
 from adapters.lifecycle import generator_task_queue, workflow_id_for
 from starter.client import EnrollmentCommandRejected, EnrollmentsClient
@@ -82,6 +83,21 @@ async def overdue_and_payment(env: WorkflowEnvironment, client: EnrollmentsClien
     return workflow_id_for(enrollment_id)
 
 
+async def dunning_and_payments(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
+    enrollment_id = await client.create_enrollment(product_id="weekly-dunned", user_id="u")
+    await env.sleep(timedelta(days=1, hours=12))  # reminded
+    order = (await client.get_enrollment(enrollment_id)).orders[-1]
+    await client.report_payment(order.id, failed="soft", code="insufficient_funds")
+    await client.report_payment(order.id, received=1000)
+    await env.sleep(timedelta(days=2))  # retried, paused
+    await client.report_payment(order.id, received=2000)  # paid: ACTIVE again
+    await env.sleep(timedelta(days=4))  # the next order is due and reminded
+    order = (await client.get_enrollment(enrollment_id)).orders[-1]
+    await client.report_payment(order.id, failed="hard")  # its retry is skipped
+    await env.sleep(timedelta(days=30))  # paused, then terminated: unpaid
+    return workflow_id_for(enrollment_id)
+
+
 async def scheduled_start(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
     start = await env.get_current_time() + timedelta(days=5)
     enrollment_id = await client.create_enrollment(product_id="monthly", user_id="u", start=start)
@@ -133,6 +149,7 @@ SCENARIOS: dict[str, Scenario] = {
     "registration_failure": registration_failure,
     "daily_with_trimmed_history": daily_with_trimmed_history,
     "order_generator_with_a_failure": order_generator_with_a_failure,
+    "dunning_and_payments": dunning_and_payments,
 }
 
 
@@ -152,10 +169,12 @@ async def _runs(client: Client, name: str, workflow_id: str) -> dict[str, str]:
     return runs
 
 
-async def record() -> dict[str, str]:
-    """Run every scenario on a fresh time-skipping server; returns ``{file name: history JSON}``."""
+async def record(names: list[str] | None = None) -> dict[str, str]:
+    """Run every scenario (or those ``names``) on a fresh time-skipping server; returns ``{file name: JSON}``."""
     recorded: dict[str, str] = {}
     for name, scenario in SCENARIOS.items():
+        if names and name not in names:
+            continue
         with tempfile.TemporaryDirectory() as scratch:
             database_url = f"sqlite+aiosqlite:///{scratch}/record.db"
             await upgrade_async(database_url)
@@ -171,6 +190,19 @@ async def record() -> dict[str, str]:
             )
             await add_product(database_url, "daily", ProductPlan(billing_interval=BillingInterval.DAYS))
             await add_product(database_url, "weekly", ProductPlan(billing_interval=BillingInterval.WEEKS))
+            dunning = DunningPolicy.model_validate(
+                {
+                    "steps": [
+                        {"after": "P1D", "action": "remind"},
+                        {"after": "P2D", "action": "retry_payment"},
+                        {"after": "P3D", "action": "pause"},
+                        {"after": "P20D", "action": "terminate"},
+                    ]
+                }
+            )
+            priced = [Price(currency="CHF", amount=3000)]
+            weekly_dunned = ProductPlan(billing_interval=BillingInterval.WEEKS, prices=priced, dunning=dunning)
+            await add_product(database_url, "weekly-dunned", weekly_dunned)
             env = await WorkflowEnvironment.start_time_skipping(
                 test_server_existing_path=test_server_path(), data_converter=pydantic_data_converter
             )
@@ -185,8 +217,9 @@ async def record() -> dict[str, str]:
 
 
 if __name__ == "__main__":
+    # python -m tests.workflows.record_histories [DIRECTORY [SCENARIO ...]]: a new scenario alone, say.
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else HISTORIES
     target.mkdir(parents=True, exist_ok=True)
-    for file_name, text in asyncio.run(record()).items():
+    for file_name, text in asyncio.run(record(sys.argv[2:])).items():
         (target / file_name).write_text(text)
         print(target / file_name)

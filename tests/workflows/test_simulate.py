@@ -27,6 +27,7 @@ from adapters.lifecycle import workflow_id_for
 from starter.devtools import binaries as temporal_binaries
 from starter.devtools.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from starter.devtools.simulation import main_simulate, run_scenario
+from tests.support.paths import REPO_ROOT
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 """How long after an event's time a command may take effect (the server's clock runs while it travels)."""
@@ -449,3 +450,56 @@ async def test_a_prorated_upgrade_and_its_dry_run_give_the_same_order() -> None:
     ]
     assert preview["outcome"]["total"] == adjustment["total"]
     assert [order["total"] for order in document["orders"]] == [3000, 1652, 6200], "February is on the new plan"
+
+
+async def test_the_documented_dunning_scenario_goes_remind_retry_pause_payment_active() -> None:
+    result = await run_scenario(load_scenario(REPO_ROOT / "docs" / "examples" / "dunning-scenario.json"))
+    document: dict[str, Any] = json.loads(result.to_json())
+    (order,) = document["orders"]
+    assert (order["status"], order["total"], order["currency"]) == ("CONFIRMED", 3000, "CHF")
+    steps = [entry["info"] for entry in document["log"] if entry["info"].startswith("dunning step")]
+    assert [step.split(": ")[1] for step in steps] == [
+        "remind (open 3000 CHF)",
+        "retry_payment (open 3000 CHF)",
+        ("pause (open 2000 CHF)"),
+    ]
+    infos = [entry["info"] for entry in document["log"]]
+    assert infos[infos.index(steps[-1]) + 1 :] == [
+        "payment overdue",
+        f"payment of 2000 CHF for order {order['number']}: 0 CHF open",
+        "payment received",
+    ]
+    assert document["enrollment"]["status"] == "ACTIVE"
+    assert [check["valid"] for check in document["access_checks"]] == [False, True], "blocked while paused"
+    types = [event["type"] for event in document["events"]]
+    assert types[5:] == [
+        "dunning.step",
+        "dunning.reminder_due",
+        "order.payment_failed",
+        "dunning.step",
+        "dunning.payment_retry_due",
+        "order.payment_received",
+        "dunning.step",
+        "enrollment.status_changed",
+        "order.payment_received",
+        "order.status_changed",
+        "enrollment.status_changed",
+    ]
+    assert [event["sequence"] for event in document["events"]] == list(range(1, len(types) + 1))
+    failed = next(event for event in document["events"] if event["type"] == "order.payment_failed")
+    assert (failed["occurred_at"], failed["data"]["decline"]) == ("2031-01-02T12:00:00Z", "soft"), "at its time"
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"type": "payment", "amount": 0}, "events[0].amount: must be at least 1"),
+        ({"type": "payment", "amount": "10"}, "events[0].amount: input should be a valid integer"),
+        ({"type": "payment_failed", "decline": "maybe"}, "events[0].decline: must be one of 'soft' or 'hard'"),
+        ({"type": "payment_failed", "decline": "soft", "order": -1}, 'events[0].order: must be "latest" or'),
+    ],
+)
+def test_payment_events_name_the_field(event: dict[str, Any], message: str) -> None:
+    with pytest.raises(ScenarioError) as raised:
+        parse_scenario(with_events({"at": "2031-04-01T00:00:00Z", **event}))
+    assert str(raised.value).startswith(message), str(raised.value)

@@ -22,6 +22,8 @@ from adapters.domain import (
     ProductPlan,
     UsageCalculationType,
 )
+from adapters.dunning import policy_for, start_dunning
+from adapters.dunning_policy import DunningAction, DunningPolicy, DunningStep
 from adapters.licensed import LicensedAdapter
 from adapters.lifecycle import EnrollmentView, MessageName, OrderStatusCommand, workflow_id_for
 from adapters.trial_grace import TrialGraceAdapter, trial_grace_adapter
@@ -115,12 +117,18 @@ def test_no_access_while_initial_paused_or_expired() -> None:
     assert not TrialGraceAdapter.is_valid_for_activation(terminated, at), "the grace never outlives expires"
 
 
-def test_the_deadline_is_the_latest_unpaid_period_start_plus_the_grace() -> None:
-    first, second = _billable(OrderStatus.CONFIRMED), _billable(OrderStatus.PENDING, start=T0 + 34 * DAY)
-    assert TrialGraceAdapter.deadline_after(_enrollment(TRIAL), T0) is None
-    assert TrialGraceAdapter.deadline_after(_enrollment(TRIAL, first), T0 + 3 * DAY) is None, "paid: no deadline"
-    assert TrialGraceAdapter.deadline_after(_enrollment(TRIAL, first, second), T0 + 34 * DAY) == T0 + 41 * DAY
-    assert TrialGraceAdapter.deadline_after(_enrollment(TRIAL, first, second), T0 + 41 * DAY) is None, "passed"
+def test_the_grace_is_a_one_step_dunning_policy_due_at_the_period_start_plus_the_grace() -> None:
+    policy = TrialGraceAdapter.dunning
+    assert policy is not None and [(step.after, step.action) for step in policy.steps] == [("P7D", "pause")]
+    second = _billable(OrderStatus.PENDING, start=T0 + 34 * DAY)
+    order = Order(id="o-4", number="O-4", status=OrderStatus.PENDING)
+    (pause,) = start_dunning(policy, order, second.start, open_balance=None, currency=None).steps
+    assert pause.at == T0 + 41 * DAY and pause.action is DunningAction.PAUSE
+    # A plan's own policy comes first; without one, the adapter's grace applies.
+    own = DunningPolicy(steps=[DunningStep(after="P1D", action=DunningAction.REMIND)])
+    assert policy_for(TRIAL_MONTHLY, policy) is policy
+    assert policy_for(TRIAL_MONTHLY.model_copy(update={"dunning": own}), policy) is own
+    assert LicensedAdapter.dunning is None
 
 
 class _Orders:
@@ -152,20 +160,18 @@ async def test_overdue_reads_the_latest_billable_order() -> None:
         return Order(id=period.order_id, number=period.order_id, status=status)
 
     after_grace = T0 + 3 * DAY + GRACE
+    # The grace's dunning step makes the pause: an ACTIVE enrollment is never overdue by the adapter's rule.
     assert not await _overdue(_enrollment(TRIAL), after_grace)
-    assert not await _overdue(
-        _enrollment(TRIAL, first), after_grace - timedelta(seconds=1), order(first, OrderStatus.PENDING)
-    )
-    assert await _overdue(_enrollment(TRIAL, first), after_grace, order(first, OrderStatus.PENDING))
-    assert await _overdue(_enrollment(TRIAL, first), after_grace, order(first, OrderStatus.REJECTED))
+    assert not await _overdue(_enrollment(TRIAL, first), after_grace, order(first, OrderStatus.PENDING))
+    paused = _enrollment(TRIAL, first, status=EnrollmentStatus.PAUSED, reason=PauseReason.OVERDUE)
+    assert await _overdue(paused, after_grace, order(first, OrderStatus.PENDING))
+    assert await _overdue(paused, after_grace, order(first, OrderStatus.REJECTED))
     # The order's current status is read, not the snapshot's.
-    assert not await _overdue(_enrollment(TRIAL, first), after_grace, order(first, OrderStatus.CONFIRMED))
-    # The latest period decides: a paid first period does not help an unpaid second one …
-    both = _enrollment(TRIAL, first, second)
+    assert not await _overdue(paused, after_grace, order(first, OrderStatus.CONFIRMED))
     paid_first = order(first, OrderStatus.CONFIRMED)
-    assert await _overdue(both, T0 + 41 * DAY, paid_first, order(second, OrderStatus.PENDING))
-    # … and a new period inside its grace does not lift an overdue pause: only paying the latest order does.
+    # A new period inside its grace does not lift an overdue pause: only paying the latest order does.
     overdue = _enrollment(TRIAL, first, second, status=EnrollmentStatus.PAUSED, reason=PauseReason.OVERDUE)
+    assert await _overdue(overdue, T0 + 41 * DAY, paid_first, order(second, OrderStatus.PENDING))
     assert await _overdue(overdue, T0 + 35 * DAY, order(first, OrderStatus.PENDING), order(second, OrderStatus.PENDING))
     assert await _overdue(overdue, T0 + 35 * DAY, paid_first, order(second, OrderStatus.REJECTED))
     assert not await _overdue(
@@ -191,10 +197,9 @@ async def test_the_grace_is_configurable_per_adapter_variant() -> None:
     unpaid = _billable(OrderStatus.PENDING)
     assert not two.is_valid_for_activation(_enrollment(unpaid), T0 + 5 * DAY)
     assert TrialGraceAdapter.is_valid_for_activation(_enrollment(unpaid), T0 + 5 * DAY)
-    assert await _overdue(
-        _enrollment(unpaid), T0 + 5 * DAY, Order(id="o-4", number="o", status=OrderStatus.PENDING), adapter=two
-    )
-    assert trial_grace_adapter(0).deadline_after(_enrollment(unpaid), T0) == T0 + 3 * DAY
+    assert two.dunning is not None and two.dunning.steps[0].after == "P2D"
+    zero = trial_grace_adapter(0).dunning
+    assert zero is not None and zero.steps[0].offset == timedelta(0)
     for name, message in [
         ("trial_grace:-1", "0 to 366 days, got -1"),
         ("trial_grace:400", "0 to 366 days, got 400"),
