@@ -254,25 +254,14 @@ class EnrollmentsClient(ChangesMixin, PaymentsMixin):
             if error.status is RPCStatusCode.NOT_FOUND:
                 # The run that was asked has completed: either the enrollment ended, or the run continued as new
                 # an instant before the update reached it and the latest run (which the query reaches) is open.
-                if (await self._latest_view(enrollment_id)).status is not EnrollmentStatus.TERMINATED:
+                latest = self._handle(enrollment_id).query(MessageName.STATE_QUERY, result_type=EnrollmentView)
+                if (await self._query(enrollment_id, latest)).status is not EnrollmentStatus.TERMINATED:
                     raise RunEnded from None
                 raise EnrollmentCommandRejected(
                     f"enrollment {enrollment_id!r} is closed (TERMINATED); it accepts no commands",
                     ErrorType.INVALID_TRANSITION,
                 ) from None
             raise
-
-    async def _latest_view(self, enrollment_id: str) -> EnrollmentView:
-        """The latest run's answer to the state query; ``EnrollmentNotFound`` when there is no workflow."""
-        try:
-            view: EnrollmentView = await self._handle(enrollment_id).query(
-                MessageName.STATE_QUERY, result_type=EnrollmentView
-            )
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                raise EnrollmentNotFound(enrollment_id) from None
-            raise
-        return view
 
     async def pause(
         self, enrollment_id: str, *, reason: str | None = None, at_period_end: bool = False
