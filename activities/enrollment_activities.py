@@ -1,10 +1,9 @@
 """The enrollment workflow's activities: every side effect of an enrollment's lifecycle.
 
-Each activity is one idempotent unit of work on business keys (enrollment id, period start, event key,
-order id): a retry after a commit finds the rows it wrote and returns them instead of writing again.
-"Now" always comes from the workflow. Failures that retrying cannot fix are non-retryable
-``ApplicationError``s typed with :class:`adapters.lifecycle.ErrorType`; anything else (a database that is
-down) raises as is and Temporal retries it with backoff.
+Each activity is one idempotent unit of work on business keys (enrollment id, period start, event key, order
+id): a retry after a commit finds the rows it wrote and returns them instead of writing again. "Now" always
+comes from the workflow. Failures that retrying cannot fix are non-retryable ``ApplicationError``s typed with
+:class:`adapters.lifecycle.ErrorType`; anything else (a database that is down) raises and Temporal retries it.
 """
 
 from __future__ import annotations
@@ -151,10 +150,10 @@ class EnrollmentActivities:
 
         A refusal (unknown product, invalid start, other terms under the same id, …) is a result, not a
         failure: the workflow closes with it and the caller gets it typed. An enrollment that exists already
-        (a rebuilt workflow) comes back with its recent history and is not checked again.
+        (a rebuilt workflow) comes back with its recent history and is not checked again. One unit of work.
         """
         try:
-            return await self._register(request)
+            return await self.store.transactions.unit(lambda: self._register(request))
         except ApplicationError as error:
             if not error.non_retryable:
                 raise
@@ -208,11 +207,17 @@ class EnrollmentActivities:
     async def advance_enrollment(self, request: AdvanceRequest) -> AdvanceResult:
         """Create every period due by ``now`` with its order; report the next boundary and overdue.
 
-        The store is first brought in line with the workflow's status (they differ after a Temporal reset),
-        unless the store has the enrollment TERMINATED, which is final: then nothing is made and the result
-        says so. A period that can never be made (the schedule leaves the calendar, an order the domain
-        refuses) is a non-retryable ``InvalidSchedule``: the workflow shows that it needs attention.
+        One unit of work (one transaction). The store is first brought in line with the workflow's status (they
+        differ after a Temporal reset), unless the store has the enrollment TERMINATED, which is final: then
+        nothing is made and the result says so. A period that can never be made (the schedule leaves the
+        calendar, an order the domain refuses) is a non-retryable ``InvalidSchedule`` (needs attention).
         """
+        result = await self.store.transactions.unit(lambda: self._advance_in_unit(request))
+        if result.periods or result.billed:
+            fault_injector.hit(FaultPoint.AFTER_COMMIT)
+        return result
+
+    async def _advance_in_unit(self, request: AdvanceRequest) -> AdvanceResult:
         enrollment = await self._enrollment(request.enrollment_id, recent=True)
         if enrollment.status is EnrollmentStatus.TERMINATED and request.status not in (None, enrollment.status):
             return AdvanceResult(
@@ -279,7 +284,6 @@ class EnrollmentActivities:
             created += 1
             if made is not None:
                 written[made.id] = made
-            fault_injector.hit(FaultPoint.AFTER_COMMIT)
             enrollment = enrollment.model_copy(update={"periods": [*enrollment.periods, period]})
             actions = self._actions(enrollment, product, request.now, adapter_key)
             next_window = await actions.next_period()
@@ -338,7 +342,6 @@ class EnrollmentActivities:
             stored, _ = await self.store.billing.bill_period(
                 enrollment.id, period.start, make_order, now=now, dunning=dunning
             )
-            fault_injector.hit(FaultPoint.AFTER_COMMIT)
             periods = [stored if known.start == stored.start else known for known in enrollment.periods]
             enrollment = enrollment.model_copy(update={"periods": periods})
         return enrollment

@@ -8,10 +8,14 @@ paging by id, so memory stays bounded however many there are). For each it
    valid plan, and its adapter is known. An enrollment failing these is reported (``ProductNotFound``,
    ``NotAPlanProduct``, ``InvalidPlan``, ``UnknownAdapter``, ``NoAdapterForPlan``) and not signalled:
    catching up could only fail its workflow;
-2. examines its workflow against the store (:mod:`activities.checkup`): a workflow an operator closed in
+2. an enrollment due now (its wake-up is not before the request's ``late_before``) is signalled ``catch_up``,
+   which makes its workflow re-check its due periods now: a healthy workflow moves its wake-up forward, so
+   it is not examined (one signal, no describe). When the signal finds no running workflow, or the
+   enrollment is late (its workflow has not acted on its wake-up), or the pass is a full one, it
+3. examines its workflow against the store (:mod:`activities.checkup`): a workflow an operator closed in
    Temporal gets its termination recorded (never a restart); a missing or failed one is rebuilt from the
-   store; a running one is signalled ``catch_up``, which makes it re-check its due periods now; a wedged
-   one, one that needs attention or one that disagrees with the store is reported.
+   store; a running one is signalled ``catch_up``; a wedged one, one that needs attention or one that
+   disagrees with the store is reported.
 
 Enrollments of a page are processed ``concurrency`` at a time; the activity heartbeats its progress.
 Sending ``catch_up`` twice is harmless, so a retried page repeats nothing that matters.
@@ -25,7 +29,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.checkup import Checkup, Problem, RebuildFailed, label
 from activities.persistence import Store
@@ -94,7 +98,8 @@ class GeneratorActivities:
             async with gate:
                 try:
                     self._check(enrollment, products.get(enrollment.product_id))
-                    restarted += await self._examine(enrollment)
+                    if not await self._signalled(enrollment, request):
+                        restarted += await self._examine(enrollment)
                 except EnrollmentProblem as problem:
                     errors.append((index, GeneratorLogEntry(name=problem.name, message=problem.message)))
                     activity.logger.warning("order generator: %s: %s", problem.name, problem.message)
@@ -130,6 +135,19 @@ class GeneratorActivities:
             raise EnrollmentProblem(ErrorType.UNKNOWN_ADAPTER, f"{name}: {error}") from None
         except NoAdapterForPlanError as error:
             raise EnrollmentProblem(ErrorType.NO_ADAPTER, f"{name}: {error}") from None
+
+    async def _signalled(self, enrollment: Enrollment, request: EnrollmentPageRequest) -> bool:
+        """Signal an enrollment that is due now, not late, ``catch_up``: False when it must be examined instead."""
+        wake_up = enrollment.next_wake_up
+        if request.late_before is None or wake_up is None or wake_up < request.late_before:
+            return False
+        try:
+            await self.checkup.catch_up(enrollment.id)
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:  # no running workflow: the examination repairs that
+                return False
+            raise
+        return True
 
     async def _examine(self, enrollment: Enrollment) -> int:
         """Examine and repair the enrollment's workflow; 1 when it was rebuilt. Raises what must be reported."""

@@ -487,9 +487,10 @@ class EnrollmentPageRequest(DomainModel):
     after_id: str | None = None
     limit: int = Field(ge=1, le=1_000)
     concurrency: int = Field(ge=1, le=200)
-    due_by: UtcDatetime | None = Field(
-        default=None, description="only enrollments whose stored next wake-up is at or before this (None: all)"
-    )
+    # Only those whose stored next wake-up is at or before ``due_by`` (None: all); of those, the ones whose wake-up
+    # is before ``late_before`` are late and examined, the others signalled (None: every one is examined).
+    due_by: UtcDatetime | None = None
+    late_before: UtcDatetime | None = None
 
 
 class EnrollmentPageResult(DomainModel):

@@ -269,6 +269,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "generator_idle_s": generator["idle_pass_seconds"],
         "generator_open_enrollments": generator["open_enrollments"],
         "generator_due_ratio": generator["generator_due_ratio"],
+        "generator_late_ratio": generator["generator_late_ratio"],
     }
     if generator["open_enrollments"] == 10_000:
         figures["generator_idle_10k_s"] = generator["idle_pass_seconds"]

@@ -82,13 +82,12 @@ async def period_cost_by_age(
 # --- order generator ---------------------------------------------------------------------------------
 
 
-async def _make_due(engine: AsyncEngine, ids: Sequence[str]) -> int:
-    """Set the stored next wake-up of ``ids`` a minute in the past (a missed wake-up: what a pass looks for)."""
+async def _make_due(engine: AsyncEngine, ids: Sequence[str], ago: timedelta = timedelta(minutes=1)) -> int:
+    """Set the stored next wake-up of ``ids`` ``ago`` in the past: a minute, due now (their workflow acts right
+    now: a pass signals them); an hour, late (their workflow has not acted: a pass examines each first)."""
     async with engine.begin() as connection:
         result = await connection.execute(
-            update(EnrollmentRow)
-            .where(EnrollmentRow.id.in_(list(ids)))
-            .values(next_wake_up=datetime.now(UTC) - timedelta(minutes=1))
+            update(EnrollmentRow).where(EnrollmentRow.id.in_(list(ids))).values(next_wake_up=datetime.now(UTC) - ago)
         )
     return int(result.rowcount)
 
@@ -98,7 +97,8 @@ async def generator_passes(
 ) -> dict[str, Any]:
     """One ``GenerateEnrollmentOrders`` pass over ``open_count`` open enrollments with none due, then passes with
     ``due`` of them due vs signalling those ``due`` workflows ``catch_up`` directly (``concurrency`` at once, as
-    the pass does), two alternating rounds, on the dev server with the worker in this process.
+    the pass does), two alternating rounds, on the dev server with the worker in this process; and passes with
+    the same ``due`` late (each examined: a describe before its signal), reported beside them.
 
     ``due`` enrollments are created through the client (their workflows run); the rest are stored through the
     store only (ACTIVE, next wake-up in 30 days, no workflow): a pass that is O(due) never looks at them."""
@@ -138,12 +138,13 @@ async def generator_passes(
                 if not result.get("success"):
                     raise RuntimeError(f"the generator pass failed: {result}")
 
-            seconds = {"pass": 0.0, "direct": 0.0}
+            seconds = {"pass": 0.0, "direct": 0.0, "late_pass": 0.0}
             made_due = []
             for round_ in range(2):
-                sides = [("pass", one_pass), ("direct", signal_directly)]
+                sides = [("pass", one_pass), ("direct", signal_directly), ("late_pass", one_pass)]
                 for name, call in sides if round_ == 0 else reversed(sides):
-                    made_due.append(await _make_due(engine, due_ids))
+                    ago = timedelta(hours=1) if name == "late_pass" else timedelta(minutes=1)
+                    made_due.append(await _make_due(engine, due_ids, ago))
                     seconds[name] += await timed(call)
     finally:
         await resources.close()
@@ -158,6 +159,7 @@ async def generator_passes(
             "idle_pass_success": bool(idle_result.get("success")),
             "due_seconds": {name: round(value / 2, 2) for name, value in seconds.items()},
             "generator_due_ratio": ratio(seconds["pass"], seconds["direct"]),
+            "generator_late_ratio": ratio(seconds["late_pass"], seconds["direct"]),
         }
     }
 

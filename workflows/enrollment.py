@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 REFUSED_REGISTRATION_COMPLETES = "refused-registration-completes"
+REGISTRATION_LOCAL = "registration-local"
 
 
 @workflow.defn(name="EnrollmentWorkflow")
@@ -129,7 +130,7 @@ class EnrollmentWorkflow:
             backdate=self.input.backdate,
         )
         try:
-            result = await activity_calls.register(request)
+            result = await activity_calls.register(request, local=workflow.patched(REGISTRATION_LOCAL))
         except ActivityError as error:  # how workers refused before refusals were results
             cause = error.cause
             message = str(cause) if isinstance(cause, ApplicationError) else str(error)

@@ -43,6 +43,7 @@ MAX_LOGS = 1_000
 """Errors listed in the result at most; more are counted in one last entry (the result stays far below 2 MB)."""
 MORE_ERRORS = "MoreErrors"
 DUE_WITHIN_SECONDS = 60
+LATE_AFTER_SECONDS = 300
 
 PAGE_TIMEOUT = timedelta(minutes=10)
 PAGE_HEARTBEAT_TIMEOUT = timedelta(minutes=1)
@@ -68,9 +69,16 @@ class GenerateOrdersInput(DomainModel):
         le=366 * 86_400,
         description="also enrollments due this soon after the pass starts (their workflow is about to act)",
     )
+    late_after_seconds: int = Field(
+        default=LATE_AFTER_SECONDS,
+        ge=0,
+        le=366 * 86_400,
+        description="an enrollment whose wake-up passed this long before the pass is examined, not just signalled",
+    )
     every_open: bool = Field(default=False, description="every open enrollment, due or not (a full check)")
     # Carried over continue-as-new:
     due_by: UtcDatetime | None = Field(default=None, description="the pass's cutoff, fixed when it starts")
+    late_before: UtcDatetime | None = Field(default=None, description="wake-ups before this are late (fixed at start)")
     after_id: str | None = Field(default=None, description="cursor: the last enrollment id processed")
     processed: int = Field(default=0, ge=0)
     restarted: int = Field(default=0, ge=0)
@@ -113,13 +121,18 @@ class GenerateEnrollmentOrders:
         state = input.model_copy(deep=True) if input is not None else GenerateOrdersInput()
         if state.due_by is None and not state.every_open:
             state.due_by = workflow.now() + timedelta(seconds=state.due_within_seconds)
+            state.late_before = workflow.now() - timedelta(seconds=state.late_after_seconds)
         pages = 0
         while True:
             self._publish(state)
             page = await workflow.execute_activity(
                 ActivityName.PROCESS_ENROLLMENT_PAGE,
                 EnrollmentPageRequest(
-                    after_id=state.after_id, limit=state.page_size, concurrency=state.concurrency, due_by=state.due_by
+                    after_id=state.after_id,
+                    limit=state.page_size,
+                    concurrency=state.concurrency,
+                    due_by=state.due_by,
+                    late_before=state.late_before,
                 ),
                 result_type=EnrollmentPageResult,
                 start_to_close_timeout=PAGE_TIMEOUT,

@@ -115,28 +115,26 @@ class BillingRepository:
 
         async def add(session: AsyncSession) -> tuple[Period, Order | None]:
             enrollment = await lock_enrollment(session, enrollment_id)
-            existing = await period_row(session, enrollment_id, period.start)
-            if existing is not None:
-                if existing.end != period.end or existing.is_trial != period.is_trial:
+            # The latest period starting before this one ends: this one itself (made already), one it would
+            # overlap, or, as stored periods never overlap, proof that none does (one index row, however old).
+            latest_before = await session.scalar(
+                select(PeriodRow)
+                .where(PeriodRow.enrollment_id == enrollment_id, PeriodRow.start < period.end)
+                .order_by(PeriodRow.start.desc())
+                .limit(1)
+            )
+            overlapping = latest_before if latest_before is not None and latest_before.end > period.start else None
+            if overlapping is not None and overlapping.start == period.start:
+                if overlapping.end != period.end or overlapping.is_trial != period.is_trial:
                     raise ValueError(
-                        f"period {_window(period)} of enrollment {enrollment_id!r} conflicts with the stored "
-                        f"period {describe_window(existing.start, existing.end)} (trial={existing.is_trial})"
+                        f"period {_window(period)} of enrollment {enrollment_id!r} conflicts with the stored period "
+                        f"{describe_window(overlapping.start, overlapping.end)} (trial={overlapping.is_trial})"
                     )
-                order_row = None if existing.order_id is None else await session.get(OrderRow, existing.order_id)
-                return _with_order(existing, order_row)
+                order_row = None if overlapping.order_id is None else await session.get(OrderRow, overlapping.order_id)
+                return _with_order(overlapping, order_row)
             problem = new_period_problem(enrollment_id, EnrollmentStatus(enrollment.status))
             if problem is not None:
                 raise ValueError(problem)
-            overlapping = await session.scalar(
-                select(PeriodRow)
-                .where(
-                    PeriodRow.enrollment_id == enrollment_id,
-                    PeriodRow.start < period.end,
-                    PeriodRow.end > period.start,
-                )
-                .order_by(PeriodRow.start)
-                .limit(1)
-            )
             if overlapping is not None:
                 raise ValueError(
                     f"period {_window(period)} overlaps period {describe_window(overlapping.start, overlapping.end)} "
@@ -155,7 +153,6 @@ class BillingRepository:
                 order_id=None if order_row is None else order_row.id,
             )
             session.add(stored)
-            enrollment.updated = now
             await session.flush()
             if order_row is not None and dunning is not None and order_status is OrderStatus.PENDING:
                 await _start_dunning(session, enrollment_id, dunning, order_row, period.start, now)
@@ -165,6 +162,8 @@ class BillingRepository:
             events = [] if order_row is None else [order_created_event(order_row, period.start)]
             events.append(NewEvent(EventType.ENROLLMENT_PERIOD_STARTED, time_key(period.start), period.start, started))
             await record_events(session, enrollment_id, *events)
+            # Flushed at commit, with whatever else this unit of work changes on the row (its next wake-up).
+            enrollment.updated = now
             return _with_order(stored, order_row)
 
         return await self._transactions.write(add)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.persistence.dunning_rows import end_all_dunning
@@ -301,9 +301,10 @@ class EnrollmentRepository:
         """Store when the enrollment's workflow next acts on its own (None: only when a command arrives)."""
 
         async def set_next_wake_up(session: AsyncSession) -> None:
-            await session.execute(
-                update(EnrollmentRow).where(EnrollmentRow.id == enrollment_id).values(next_wake_up=at)
-            )
+            # On the row itself: in a unit of work that has it already, one UPDATE at commit with its other changes.
+            row = await session.get(EnrollmentRow, enrollment_id)
+            if row is not None:
+                row.next_wake_up = at
 
         await self._transactions.write(set_next_wake_up)
 

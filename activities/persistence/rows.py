@@ -150,7 +150,11 @@ async def lock_enrollment(session: AsyncSession, enrollment_id: str) -> Enrollme
     reference it; SQLite serialises every writer with ``BEGIN IMMEDIATE`` anyway.
     """
     row = await session.scalar(
-        select(EnrollmentRow).where(EnrollmentRow.id == enrollment_id).with_for_update(key_share=True)
+        select(EnrollmentRow)
+        .where(EnrollmentRow.id == enrollment_id)
+        .with_for_update(key_share=True)
+        # In a unit of work the row may have been read before: the locked row is the one to decide on.
+        .execution_options(populate_existing=True)
     )
     if row is None:
         raise EnrollmentNotFound(enrollment_id)

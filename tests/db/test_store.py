@@ -803,3 +803,47 @@ async def test_the_recent_snapshot_holds_what_a_period_decides_on(store: Store) 
     assert recent.log == [] and recent.model_dump(exclude={"periods", "log"}) == full.model_dump(
         exclude={"periods", "log"}
     )
+
+
+async def test_a_unit_of_work_is_one_transaction_all_or_nothing(store: Store) -> None:
+    await enroll(store)
+    first, second = window(0, 24), window(24, 48)
+    wake_up = T0 + timedelta(hours=48)
+
+    async def two_periods_then_a_failure() -> None:
+        await store.billing.add_period("enr-1", first, order_for(first), now=NOW)
+        await store.enrollments.set_next_wake_up("enr-1", wake_up)
+        seen = await store.enrollments.get_recent("enr-1")  # a read inside the unit sees the unit's writes
+        assert seen is not None and [period.start for period in seen.periods] == [first.start]
+        await store.billing.add_period("enr-1", second, order_for(first), now=NOW)  # the wrong window: refused
+
+    with pytest.raises(ValueError, match="does not bill period"):
+        await store.transactions.unit(two_periods_then_a_failure)
+    rolled_back = await store.enrollments.get("enr-1")
+    assert rolled_back is not None and rolled_back.periods == [] and rolled_back.next_wake_up == T0  # as created
+    assert await store.billing.list_orders("enr-1") == []
+
+    async def two_periods() -> None:
+        await store.billing.add_period("enr-1", first, order_for(first), now=NOW)
+        await store.billing.add_period("enr-1", second, order_for(second), now=NOW + timedelta(seconds=1))
+        await store.enrollments.set_next_wake_up("enr-1", wake_up)
+
+    await store.transactions.unit(two_periods)
+    committed = await store.enrollments.get("enr-1")
+    assert committed is not None and [period.start for period in committed.periods] == [first.start, second.start]
+    assert committed.next_wake_up == wake_up and committed.updated == NOW + timedelta(seconds=1)
+    assert len(await store.billing.list_orders("enr-1")) == 2
+
+
+async def test_add_period_refuses_overlaps_found_from_the_latest_period_before_it(store: Store) -> None:
+    await enroll(store)
+    for index in range(3):
+        await store.billing.add_period("enr-1", window(24 * index, 24 * (index + 1)), None, now=NOW)
+    with pytest.raises(ValueError, match="overlaps period"):
+        await store.billing.add_period("enr-1", window(60, 80), None, now=NOW)  # inside the third
+    with pytest.raises(ValueError, match="overlaps period"):
+        await store.billing.add_period("enr-1", window(-12, 12), None, now=NOW)  # across the first's start
+    with pytest.raises(ValueError, match="conflicts with the stored period"):
+        await store.billing.add_period("enr-1", window(24, 36), None, now=NOW)  # the second's start, another end
+    stored, _ = await store.billing.add_period("enr-1", window(72, 96), None, now=NOW)  # right after: fine
+    assert stored.start == window(72, 96).start

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType, PendingActivityState, ResetReapplyType
+from temporalio.api.enums.v1 import EventType, PendingWorkflowTaskState, ResetReapplyType
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest, ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from typer.testing import CliRunner
@@ -58,7 +58,8 @@ async def _stored(database_url: str, enrollment_id: str) -> Any:
 async def _reset_before_signal(
     client: Client, enrollment_id: str, signal_name: str, reapply: ResetReapplyType.ValueType
 ) -> None:
-    """Reset the workflow to the last workflow task completed before its latest ``signal_name`` signal."""
+    """Reset the workflow to the last workflow task finished before its latest ``signal_name`` signal (in a run made by
+    a reset, the first task's finish is the reset's own WORKFLOW_TASK_FAILED)."""
     handle = client.get_workflow_handle(workflow_id_for(enrollment_id))
     events = [event async for event in handle.fetch_history_events()]
     signalled = max(
@@ -70,7 +71,8 @@ async def _reset_before_signal(
     point = max(
         event.event_id
         for event in events
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and event.event_id < signalled
+        if event.event_type in (EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
+        and event.event_id < signalled
     )
     await client.workflow_service.reset_workflow_execution(
         ResetWorkflowExecutionRequest(
@@ -109,8 +111,12 @@ async def test_resets_converge_with_the_database_without_duplicate_log_rows(dev_
         await _until(lambda: _view_is(client, again, EnrollmentStatus.PAUSED), "the rebuilt run is paused")
         assert len((await _stored(database_url, again)).log) == 2
 
-        # Reset before a pause, nothing reapplied: the workflow decided ACTIVE, the database follows at once.
+        # Reset before a pause, nothing reapplied: the workflow decided ACTIVE, the database follows at once. (A
+        # task between registration and the pause to reset to: a reset to the first task would register again
+        # and find the enrollment PAUSED in the database, as above.)
         undone = await client.create_enrollment(product_id="daily", user_id="u2")
+        await env.client.get_workflow_handle(workflow_id_for(undone)).signal(MessageName.CATCH_UP_SIGNAL)
+        await _until(lambda: _task_completed_after_signal(env.client, undone), "the catch_up task completed")
         await paused(undone)
         await _reset_before_signal(env.client, undone, MessageName.PAUSE_SIGNAL, nothing)
         await _until(lambda: _stored_is(database_url, undone, EnrollmentStatus.ACTIVE), "the database follows")
@@ -131,6 +137,19 @@ async def test_resets_converge_with_the_database_without_duplicate_log_rows(dev_
         final = await env.client.get_workflow_handle(workflow_id_for(ended), result_type=EnrollmentView).result()
         assert final.status is EnrollmentStatus.TERMINATED
         assert (await _stored(database_url, ended)).status is EnrollmentStatus.TERMINATED
+
+
+async def _task_completed_after_signal(client: Client, enrollment_id: str) -> bool:
+    events = [
+        event async for event in client.get_workflow_handle(workflow_id_for(enrollment_id)).fetch_history_events()
+    ]
+    signalled = [
+        event.event_id for event in events if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    return bool(signalled) and any(
+        event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and event.event_id > signalled[-1]
+        for event in events
+    )
 
 
 async def _stored_is(database_url: str, enrollment_id: str, wanted: EnrollmentStatus) -> bool:
@@ -186,21 +205,19 @@ async def test_doctor_finds_what_temporal_operators_did_and_repairs_it(dev_serve
         assert code == 0 and after == {"checked": 2, "findings": [], "healthy": True}
 
 
-async def _activity_started(client: Client, enrollment_id: str) -> None:
-    """Wait (at most 60 s: a busy machine starts a worker process slowly) until an activity of the workflow runs."""
+async def _first_task_started(client: Client, enrollment_id: str) -> None:
+    """Wait (at most 60 s: a busy machine starts a worker process slowly) until a worker runs the workflow's first
+    task, whose registration (a local activity) then runs on that worker."""
     request = DescribeWorkflowExecutionRequest(
         namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id_for(enrollment_id))
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         described = await client.workflow_service.describe_workflow_execution(request)
-        if any(
-            pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-            for pending in described.pending_activities
-        ):
+        if described.pending_workflow_task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED:
             return
         await asyncio.sleep(0.2)
-    raise AssertionError(f"no activity of {enrollment_id!r} started within 60 s")
+    raise AssertionError(f"no worker started the first task of {enrollment_id!r} within 60 s")
 
 
 async def test_the_checkup_compares_latest_periods_and_accepts_a_completed_termination(dev_server_env, database_url):
@@ -262,7 +279,7 @@ async def test_a_worker_obeys_sigterm_whatever_its_activities_do(dev_server_env,
         task_queue=queue,
     )
     try:
-        await _activity_started(env.client, "stuck")  # the worker is up (its handlers too) and holds the activity
+        await _first_task_started(env.client, "stuck")  # the worker is up (its handlers too) and holds the activity
         sent = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         await asyncio.to_thread(worker.wait, 30)

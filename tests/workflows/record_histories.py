@@ -111,6 +111,21 @@ async def registration_failure(env: WorkflowEnvironment, client: EnrollmentsClie
     return workflow_id_for("failed")
 
 
+async def registration_local(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
+    """Registration and the first period as local activities of the first workflow task, then three periods."""
+    enrollment_id = await client.create_enrollment(product_id="daily", user_id="u", enrollment_id="local")
+    await env.sleep(timedelta(days=3, hours=1))
+    return workflow_id_for(enrollment_id)
+
+
+async def registration_local_refused(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
+    """Refused by the local registration (a client without a database to check first): the workflow completes."""
+    blind = EnrollmentsClient(client.client, task_queue=client.task_queue)
+    with contextlib.suppress(EnrollmentCommandRejected):
+        await blind.create_enrollment(product_id="no-such-product", user_id="u", enrollment_id="refused-locally")
+    return workflow_id_for("refused-locally")
+
+
 async def daily_with_trimmed_history(env: WorkflowEnvironment, client: EnrollmentsClient) -> str:
     """Runs that carry recent history only, and a status change for an order older than that."""
     enrollment_id = await client.create_enrollment(product_id="daily", user_id="u")
@@ -150,6 +165,8 @@ SCENARIOS: dict[str, Scenario] = {
     "daily_with_trimmed_history": daily_with_trimmed_history,
     "order_generator_with_a_failure": order_generator_with_a_failure,
     "dunning_and_payments": dunning_and_payments,
+    "registration_local": registration_local,
+    "registration_local_refused": registration_local_refused,
 }
 
 

@@ -207,7 +207,12 @@ async def test_updates_follow_the_workflow_across_continue_as_new(time_skipping_
             task_queue=client.task_queue,
         )
         await handle.execute_update(MessageName.REGISTRATION_UPDATE)
-        first_order = (await client.get_enrollment(enrollment_id)).orders[0].id
+        # From the database: the update can reach the first task as it continues as new (then retried, that task
+        # finds the enrollment registered, and its state holds the periods only).
+        async with open_store(database_url) as store:
+            registered = await store.enrollments.get(enrollment_id)
+        assert registered is not None and registered.periods[0].order_id is not None
+        first_order = registered.periods[0].order_id
         first_run = (await describe_workflow(env.client, enrollment_id)).run_id
 
         async def confirm(index: int) -> None:

@@ -111,6 +111,17 @@ def _remove_product_behind_the_foreign_key(database_url: str, product_id: str) -
         connection.execute("DELETE FROM products WHERE id = ?", (product_id,))
 
 
+async def _due_pass(env: Any, client: Any) -> GenerateOrdersResult:
+    """One pass of the generator with its default input (due enrollments only), to its result."""
+    result: GenerateOrdersResult = await env.client.execute_workflow(
+        GenerateEnrollmentOrders.run,
+        GenerateOrdersInput(),
+        id=f"generate-{uuid.uuid4().hex[:8]}",
+        task_queue=generator_task_queue(client.task_queue),
+    )
+    return result
+
+
 async def _status(client: Client, enrollment_id: str) -> WorkflowExecutionStatus | None:
     return (await describe_workflow(client, enrollment_id)).status
 
@@ -316,12 +327,7 @@ async def test_a_pass_touches_only_due_enrollments(time_skipping_env, database_u
         before = await history_lengths()
         # The pass itself has no timers: with time standing still no boundary can come due while it runs.
         with env.auto_time_skipping_disabled():
-            result = await env.client.execute_workflow(
-                GenerateEnrollmentOrders.run,
-                GenerateOrdersInput(),
-                id=f"generate-{uuid.uuid4().hex[:8]}",
-                task_queue=generator_task_queue(client.task_queue),
-            )
+            result = await _due_pass(env, client)
             assert result.success
             assert await history_lengths() == before, "no signal, no workflow task for enrollments that are not due"
             assert await _status(env.client, "late") is WorkflowExecutionStatus.RUNNING, "the late one was started"
@@ -329,11 +335,49 @@ async def test_a_pass_touches_only_due_enrollments(time_skipping_env, database_u
 
         # Due within the pass's minute of slack: those are caught up too (their boundary is now).
         await env.sleep(timedelta(days=1) - timedelta(seconds=30))
-        await env.client.execute_workflow(
-            GenerateEnrollmentOrders.run,
-            GenerateOrdersInput(),
-            id=f"generate-{uuid.uuid4().hex[:8]}",
-            task_queue=generator_task_queue(client.task_queue),
-        )
+        await _due_pass(env, client)
         after = await history_lengths()
         assert all(after[enrollment_id] > before[enrollment_id] for enrollment_id in on_time)
+
+
+@SQLITE_ONLY
+async def test_a_due_enrollment_is_signalled_and_only_a_late_or_closed_one_examined(
+    time_skipping_env, database_url, monkeypatch
+):
+    env = time_skipping_env
+    await add_product(database_url, "daily", DAILY)
+    described: list[str] = []
+
+    async def counted_describe(client: Client, enrollment_id: str) -> Any:
+        described.append(enrollment_id)
+        return await describe_workflow(client, enrollment_id)
+
+    monkeypatch.setattr("activities.checkup.describe_workflow", counted_describe)
+    async with running_worker(env, database_url) as (client, _):
+        due, late, closed = [await client.create_enrollment(product_id="daily", user_id=f"u{i}") for i in range(3)]
+        await env.client.get_workflow_handle(workflow_id_for(closed)).terminate(reason="operator")
+        with env.auto_time_skipping_disabled():
+            now = await env.get_current_time()
+
+            async def wake_ups(store: Store) -> None:
+                # A minute ago: its workflow is acting right now. An hour ago: it has not acted, it is late.
+                for enrollment_id, ago in ((due, 1), (late, 60), (closed, 1)):
+                    await store.enrollments.set_next_wake_up(enrollment_id, now - timedelta(minutes=ago))
+
+            await _store_call(database_url, wake_ups)
+
+            async def signals(enrollment_id: str) -> int:
+                handle = env.client.get_workflow_handle(workflow_id_for(enrollment_id))
+                events = [event async for event in handle.fetch_history_events()]
+                return sum(event.HasField("workflow_execution_signaled_event_attributes") for event in events)
+
+            before = {enrollment_id: await signals(enrollment_id) for enrollment_id in (due, late)}
+            result = await _due_pass(env, client)
+            assert result.success
+            assert sorted(described) == sorted([late, closed]), "the due one got its signal and no describe"
+            assert {enrollment_id: await signals(enrollment_id) for enrollment_id in (due, late)} == {
+                due: before[due] + 1,
+                late: before[late] + 1,
+            }
+            stored = await _store_call(database_url, lambda store: store.enrollments.get(closed))
+            assert stored.status is EnrollmentStatus.TERMINATED, "the signal found no workflow: examined, recorded"
