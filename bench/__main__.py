@@ -130,11 +130,14 @@ MODES = {
 }
 
 
-async def run(mode: str, scale_sizes: tuple[int, ...] | None = None, checkpoint: Path | None = None) -> dict[str, Any]:
+async def run(
+    mode: str, scale_sizes: tuple[int, ...] | None = None, checkpoint: Path | None = None, only: str | None = None
+) -> dict[str, Any]:
     """Every measurement of ``mode``; returns the full results (``summary`` holds the headline figures).
 
     ``checkpoint``: a file the results so far are written to before each measurement (a long run that is
-    stopped keeps what it measured)."""
+    stopped keeps what it measured). ``only="scale"``: the start throughput (the storm's period comes from it)
+    and the scale with its storm, nothing else (no summary)."""
     sizes = MODES[mode]
     if scale_sizes is not None:
         sizes = Sizes(**{**asdict(sizes), "scale_sizes": scale_sizes})
@@ -157,6 +160,12 @@ async def run(mode: str, scale_sizes: tuple[int, ...] | None = None, checkpoint:
         if not sizes.scale_sizes:  # no memory curve: the queries may share the server and database
             step(f"{mode}: query latency ({sizes.query_open} open enrollments)")
             results.update(await _scale_and_queries(env, url, sizes))
+    if only == "scale":
+        step(f"{mode}: scale ({', '.join(map(str, sizes.scale_sizes))} open enrollments) and its storm, alone")
+        async with postgres_database() as url, dev_server() as env:
+            results.update(await _scale_and_queries(env, url, sizes, _storm(sizes, results) if sizes.storm else None))
+        results["seconds"] = round(time.perf_counter() - clock, 1)
+        return results
     backlog = sizes.webhook_enrollments * (2 + sizes.webhook_events_each)
     step(f"{mode}: webhook delivery ({backlog} events of {sizes.webhook_enrollments} enrollments per round)")
     async with postgres_database() as url, dev_server() as env:
@@ -232,7 +241,9 @@ async def _scale_and_queries(
             "plan": ProductPlan(billing_interval=BillingInterval.MINUTES, billing_interval_count=storm.minutes),
             "start": storm.start,
             "create_until": storm.boundary - timedelta(seconds=60),
-            "then": lambda ids: renewal_storm(env, url, ids, storm.boundary, timedelta(minutes=storm.minutes)),
+            "then": lambda ids, ours: renewal_storm(
+                env, url, ids, ours, storm.boundary, timedelta(minutes=storm.minutes)
+            ),
         }
     return await scenarios.scale_and_queries(
         env,
@@ -289,14 +300,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale", help="open-enrollment counts of the scale curve, comma-separated (default: the mode's)"
     )
+    parser.add_argument(
+        "--only",
+        choices=["scale"],
+        help="the scale and its storm alone (after the start throughput): <mode>.scale.json",
+    )
     args = parser.parse_args(argv)
     scale = tuple(int(value) for value in args.scale.split(",")) if args.scale else None
     args.out.mkdir(parents=True, exist_ok=True)
-    partial = args.out / f"{args.mode}.partial.json"
-    results = asyncio.run(run(args.mode, scale, checkpoint=partial))
+    name = args.mode if args.only is None else f"{args.mode}.{args.only}"
+    partial = args.out / f"{name}.partial.json"
+    results = asyncio.run(run(args.mode, scale, checkpoint=partial, only=args.only))
     partial.unlink(missing_ok=True)
-    (args.out / f"{args.mode}.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results["summary"]), flush=True)
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results.get("summary") or {key: results.get(key) for key in ("scale", "storm")}), flush=True)
     return 0
 
 

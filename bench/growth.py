@@ -179,12 +179,17 @@ async def _until_all(engine: AsyncEngine, start: datetime, count: int, give_up_a
 
 
 async def renewal_storm(
-    env: WorkflowEnvironment, database_url: str, ids: Sequence[str], boundary: datetime, period: timedelta
+    env: WorkflowEnvironment,
+    database_url: str,
+    ids: Sequence[str],
+    ours: WorkerProcess,
+    boundary: datetime,
+    period: timedelta,
 ) -> dict[str, Any]:
-    """The enrollments ``ids`` (running on the scale's worker process) all renew at ``boundary``: seconds until
-    every new period and its order exist. Floor: as many workflows in a worker process of their own
+    """The enrollments ``ids`` (running on the scale's worker process ``ours``) all renew at ``boundary``: seconds
+    until every new period and its order exist. Floor: as many workflows in a worker process of their own
     (``python -m bench.floor``, same worker settings) sleeping until one instant and then writing the same rows
-    by plain INSERTs."""
+    by plain INSERTs; ``ours`` is stopped first, so that its next renewals cannot run beside the floor's."""
     engine = create_engine(database_url)
     floor_queue = _queue("storm-floor")
     floor = WorkerProcess(
@@ -196,6 +201,7 @@ async def renewal_storm(
     )
     try:
         ours_seconds = await _until_all(engine, boundary, len(ids), give_up_after=3600)
+        await ours.stop()
         floor_ids = [uuid.uuid4().hex for _ in ids]
         await insert_floor_enrollments(engine, floor_ids, PRODUCT)
         floor.start()

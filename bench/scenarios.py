@@ -413,14 +413,15 @@ async def scale_and_queries(
     plan: ProductPlan = MONTHLY,
     start: datetime | None = None,
     create_until: datetime | None = None,
-    then: Callable[[list[str]], Awaitable[dict[str, Any]]] | None = None,
+    then: Callable[[list[str], WorkerProcess], Awaitable[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Open enrollments grown to each of ``sizes`` on one worker process (``enrollments worker``): creation
     time, worker and dev-server RSS, one order-generator pass; query latency at ``query_open`` open
     enrollments, warm and after a worker restart (every query then replays its workflow's history).
 
     The enrollments are on ``plan``, from ``start`` (default: now); none is created after ``create_until``.
-    ``then`` runs with all of them still open on the worker process, and its result is merged in."""
+    ``then`` runs with all of them still open on the worker process (given, so that it can stop it), and its
+    result is merged in."""
     await add_product(database_url, PRODUCT, plan)
     queue = _queue("scale")
     worker = WorkerProcess(address=server_address(env), database_url=database_url, task_queue=queue)
@@ -465,7 +466,7 @@ async def scale_and_queries(
             point["create_seconds_total"] = round(total_create, 2)
             if target in sizes:
                 points.append(point)
-        after = await then(ids) if then is not None else {}
+        after = await then(ids, worker) if then is not None else {}
     finally:
         await worker.stop()
     slopes = {
