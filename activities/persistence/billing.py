@@ -84,7 +84,7 @@ async def usage_total(session: AsyncSession, enrollment_id: str, start: datetime
 
 
 class BillingRepository:
-    """Periods and orders; each method is one transaction."""
+    """Periods and orders; each method is one transaction (or joins the unit of work it runs in)."""
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions

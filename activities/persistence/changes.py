@@ -45,7 +45,7 @@ from adapters.rules import stored_plan_problem
 
 
 class ChangeRepository:
-    """Changes of enrollments; each method is one transaction."""
+    """Changes of enrollments; each method is one transaction (or joins the unit of work it runs in)."""
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions

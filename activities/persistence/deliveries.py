@@ -68,7 +68,7 @@ class AttemptOutcome:
 
 
 class DeliveryRepository:
-    """The dispatcher's side of webhook deliveries; each method is one transaction."""
+    """The dispatcher's side of webhook deliveries; each method is one transaction (or joins its unit of work)."""
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions

@@ -40,7 +40,7 @@ CREATED_EVENT = "created"
 
 
 class EnrollmentRepository:
-    """Enrollments with their log; each method is one transaction."""
+    """Enrollments with their log; each method is one transaction (or joins the unit of work it runs in)."""
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions

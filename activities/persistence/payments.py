@@ -41,7 +41,7 @@ from adapters.events import (
 
 
 class DunningRepository:
-    """Orders' dunning schedules and payments; each method is one transaction."""
+    """Orders' dunning schedules and payments; each method is one transaction (or joins the unit of work it runs in)."""
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions

@@ -30,7 +30,7 @@ async def product_at(session: AsyncSession, product_id: str, version: int | None
 
 
 class ProductRepository:
-    """Products by id; each method is one transaction."""
+    """Products by id; each method is one transaction (or joins the unit of work it runs in)."""
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions

@@ -17,7 +17,7 @@ from adapters.rules import usage_refusal
 
 
 class UsageRepository:
-    """Usage records of metered enrollments; each method is one transaction."""
+    """Usage records of metered enrollments; each method is one transaction (or joins the unit of work it runs in)."""
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions

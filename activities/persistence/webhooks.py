@@ -48,7 +48,7 @@ async def _endpoint(session: AsyncSession, endpoint_id: str, *, lock: bool = Fal
 
 
 class WebhookRepository:
-    """Webhook endpoints; each method is one transaction."""
+    """Webhook endpoints; each method is one transaction (or joins the unit of work it runs in)."""
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions
