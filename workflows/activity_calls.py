@@ -36,22 +36,13 @@ ACTIVITY_RETRY = RetryPolicy(
 T = TypeVar("T")
 
 
-async def _execute(name: ActivityName, request: DomainModel, result_type: type[T], summary: str) -> T:
-    result: T = await workflow.execute_activity(
-        name,
-        request,
-        result_type=result_type,
-        start_to_close_timeout=ACTIVITY_TIMEOUT,
-        retry_policy=ACTIVITY_RETRY,
-        summary=summary,
-    )
-    return result
-
-
-async def _execute_locally(name: ActivityName, request: DomainModel, result_type: type[T], summary: str) -> T:
-    # A local activity runs in the workflow task that asks for it: one marker event instead of six task events
-    # and no round trip through the server's task queues.
-    result: T = await workflow.execute_local_activity(
+async def _execute(
+    name: ActivityName, request: DomainModel, result_type: type[T], summary: str, *, local: bool = False
+) -> T:
+    # ``local``: a local activity runs in the workflow task that asks for it: one marker event instead of six
+    # task events and no round trip through the server's task queues.
+    execute = workflow.execute_local_activity if local else workflow.execute_activity
+    result: T = await execute(
         name,
         request,
         result_type=result_type,
@@ -65,13 +56,14 @@ async def _execute_locally(name: ActivityName, request: DomainModel, result_type
 async def register(request: RegisterRequest, *, local: bool) -> RegisterResult:
     """Persist the enrollment and resolve its adapter (``local``: as a local activity, in the workflow task that
     starts the workflow, so the first period follows in the same task)."""
-    execute = _execute_locally if local else _execute
-    return await execute(ActivityName.REGISTER, request, RegisterResult, f"register enrollment {request.enrollment_id}")
+    summary = f"register enrollment {request.enrollment_id}"
+    return await _execute(ActivityName.REGISTER, request, RegisterResult, summary, local=local)
 
 
 async def advance(request: AdvanceRequest) -> AdvanceResult:
     """Create the periods and orders due by ``request.now``; the next boundary and overdue state."""
-    return await _execute_locally(ActivityName.ADVANCE, request, AdvanceResult, f"advance to {request.now.isoformat()}")
+    summary = f"advance to {request.now.isoformat()}"
+    return await _execute(ActivityName.ADVANCE, request, AdvanceResult, summary, local=True)
 
 
 async def store_status_change(request: StatusChangeRequest) -> None:
