@@ -255,8 +255,12 @@ class Checkup:
             expires=at,
             info=f"terminated in Temporal ({how}{f': {reason}' if reason else ''})",
         )
-        await self.store.enrollments.change_status(enrollment.id, change)
-        await self.store.enrollments.set_scheduled(enrollment.id, None)
+
+        async def terminate() -> None:
+            await self.store.enrollments.change_status(enrollment.id, change)
+            await self.store.enrollments.set_scheduled(enrollment.id, None)
+
+        await self.store.transactions.unit(terminate)  # the termination and its cleared schedule, or neither
         finding.repaired = "recorded TERMINATED (an operator's decision is never reversed)"
         return finding
 
