@@ -160,10 +160,11 @@ async def run(
         if not sizes.scale_sizes:  # no memory curve: the queries may share the server and database
             step(f"{mode}: query latency ({sizes.query_open} open enrollments)")
             results.update(await _scale_and_queries(env, url, sizes))
-    if only == "scale":
-        step(f"{mode}: scale ({', '.join(map(str, sizes.scale_sizes))} open enrollments) and its storm, alone")
+    if sizes.scale_sizes:  # a server and database of their own, so their memory is the scale's alone
+        step(f"{mode}: query latency and scale ({', '.join(map(str, sizes.scale_sizes))} open enrollments)")
         async with postgres_database() as url, dev_server() as env:
             results.update(await _scale_and_queries(env, url, sizes, _storm(sizes, results) if sizes.storm else None))
+    if only == "scale":
         results["seconds"] = round(time.perf_counter() - clock, 1)
         return results
     backlog = sizes.webhook_enrollments * (2 + sizes.webhook_events_each)
@@ -179,10 +180,6 @@ async def run(
     # renewal measurement sometimes stops answering skips on a loaded machine.
     async with postgres_database() as url, time_skipping_server() as env:
         results.update(await scenarios.period_cost(env, url, enrollments=2))
-    if sizes.scale_sizes:  # a server and database of their own, so their memory is the scale's alone
-        step(f"{mode}: query latency and scale ({', '.join(map(str, sizes.scale_sizes))} open enrollments)")
-        async with postgres_database() as url, dev_server() as env:
-            results.update(await _scale_and_queries(env, url, sizes, _storm(sizes, results) if sizes.storm else None))
     step(f"{mode}: CPU per period at the {YOUNG_AGE}th and the {sizes.age_old}th period")
     async with postgres_database() as url, time_skipping_server() as env:
         results.update(
